@@ -1,0 +1,25 @@
+//! One module per `sigil` command. Each exposes `Args` (clap) and `run`.
+
+pub mod controller;
+pub mod crds;
+pub mod dev;
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// How log lines are written on stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Sets up tracing on stderr; `RUST_LOG` picks levels (default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // try_init: tests and `sigil dev` may call this more than once in a process.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,43 @@
+//! The `sigil` command line: argument parsing only; every command lives in `sigil::cli`.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use sigil::cli;
+
+/// GitOps for Kubernetes with no plaintext secret in Git.
+///
+/// sigil seals secrets with age, fetches external secrets from AWS Secrets Manager
+/// and Vault, and keeps a cluster equal to a Git repository.
+#[derive(Parser)]
+#[command(name = "sigil", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr. Levels come from RUST_LOG (default: info).
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text, env = "SIGIL_LOG_FORMAT")]
+    log_format: cli::LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator: sealed secrets, external secrets and sync controllers.
+    Controller(cli::controller::Args),
+    /// Run an embedded Kubernetes API server with the controller, for trying sigil locally.
+    Dev(cli::dev::Args),
+    /// Print sigil's CustomResourceDefinitions as multi-document YAML.
+    Crds(cli::crds::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sigil::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    cli::init_tracing(cli.log_format);
+    match cli.command {
+        Command::Controller(args) => cli::controller::run(args).await?,
+        Command::Dev(args) => cli::dev::run(args).await?,
+        Command::Crds(args) => cli::crds::run(args)?,
+    }
+    Ok(())
+}
