@@ -16,20 +16,19 @@ pub enum YamlError {
 }
 
 fn options() -> serde_saphyr::Options {
-    serde_saphyr::Options {
-        budget: Some(serde_saphyr::Budget {
-            max_aliases: 1_000,
-            max_anchors: 1_000,
-            max_depth: 64,
-            ..serde_saphyr::Budget::default()
-        }),
-        ..serde_saphyr::Options::default()
-    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_aliases = 1_000;
+    budget.max_anchors = 1_000;
+    budget.max_depth = 64;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// Parses one YAML (or JSON, a subset of YAML) document.
 pub fn from_str<T: DeserializeOwned>(input: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(input, options()).map_err(|e| YamlError::Parse(e.to_string()))
+    serde_saphyr::from_str_with_options(input, options())
+        .map_err(|e| YamlError::Parse(e.to_string()))
 }
 
 /// Parses a multi-document YAML stream into JSON values, dropping empty documents.
@@ -64,7 +63,13 @@ mod tests {
     #[test]
     fn reads_multi_document_streams_and_skips_empty_ones() {
         let docs = documents("---\na: 1\n---\n---\nb: [x, y]\n").expect("parses");
-        assert_eq!(docs, vec![serde_json::json!({"a": 1}), serde_json::json!({"b": ["x", "y"]})]);
+        assert_eq!(
+            docs,
+            vec![
+                serde_json::json!({"a": 1}),
+                serde_json::json!({"b": ["x", "y"]})
+            ]
+        );
     }
 
     #[test]
