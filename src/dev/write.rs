@@ -71,6 +71,7 @@ fn list_semantics(_rt: &ResourceType) -> &'static dyn ListSemantics {
 }
 
 /// The result of a write: the object as the client's version shows it, and whether it was created.
+#[derive(Debug)]
 pub struct Written {
     pub object: Value,
     pub created: bool,
