@@ -103,10 +103,10 @@ impl ListSemantics for BuiltinLists {
             ["status", "conditions"] => return map(&["type"]),
             _ => {}
         }
-        if let Some(rel) = self.in_pod_spec(path) {
-            if let Some(lt) = pod_spec_list(rel) {
-                return lt;
-            }
+        if let Some(rel) = self.in_pod_spec(path)
+            && let Some(lt) = pod_spec_list(rel)
+        {
+            return lt;
         }
         match (self.group.as_str(), self.kind.as_str(), path) {
             ("", "Service", ["spec", "ports"]) => map(&["port", "protocol"]),

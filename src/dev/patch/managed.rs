@@ -232,10 +232,10 @@ impl Managed {
             );
             match first_per_version.get(&entry.api_version) {
                 Some(first) => {
-                    if !self.entries.contains_key(&bucket) {
-                        if let Some(first_entry) = self.entries.remove(first) {
-                            self.entries.insert(bucket.clone(), first_entry);
-                        }
+                    if !self.entries.contains_key(&bucket)
+                        && let Some(first_entry) = self.entries.remove(first)
+                    {
+                        self.entries.insert(bucket.clone(), first_entry);
                     }
                     if let Some(b) = self.entries.get_mut(&bucket) {
                         b.set = entry.set.union(&b.set);

@@ -110,10 +110,8 @@ impl Merger<'_> {
                 continue;
             }
             let Some(current) = original.remove(&key) else {
-                if !is_delete_list {
-                    if let Some(v) = clean_new_value(patch_value) {
-                        original.insert(key, v);
-                    }
+                if !is_delete_list && let Some(v) = clean_new_value(patch_value) {
+                    original.insert(key, v);
                 }
                 continue;
             };
@@ -132,7 +130,7 @@ impl Merger<'_> {
             };
             fp.pop();
             let merged = merged?;
-            if !(merged.is_null() && !is_delete_list) {
+            if !merged.is_null() || is_delete_list {
                 original.insert(key, merged);
             }
         }
@@ -436,10 +434,10 @@ fn partition(
     let mut in_patch = Vec::new();
     let mut server_only = Vec::new();
     for item in merged {
-        if let Some(k) = key {
-            if item.get(k).is_none() {
-                return Err(no_merge_key(&item, k));
-            }
+        if let Some(k) = key
+            && item.get(k).is_none()
+        {
+            return Err(no_merge_key(&item, k));
         }
         if index_in(by, &item, key).is_some() {
             in_patch.push(item);

@@ -203,16 +203,15 @@ impl<'a> Typed<'a> {
                     out.insert(pp);
                     if let (ListType::Map(_), Some(Value::Object(fields))) =
                         (&lt, indexed.items.get(pe).and_then(|i| i.first().copied()))
+                        && !self.map_atomic(fp)
                     {
-                        if !self.map_atomic(fp) {
-                            for (k, child) in fields {
-                                fp.push(k.clone());
-                                pp.push(PathElement::Field(k.clone()));
-                                let r = self.walk_set(child, fp, pp, out, strict);
-                                pp.pop();
-                                fp.pop();
-                                r?;
-                            }
+                        for (k, child) in fields {
+                            fp.push(k.clone());
+                            pp.push(PathElement::Field(k.clone()));
+                            let r = self.walk_set(child, fp, pp, out, strict);
+                            pp.pop();
+                            fp.pop();
+                            r?;
                         }
                     }
                     pp.pop();
@@ -243,10 +242,10 @@ impl<'a> Typed<'a> {
 
     fn is_leaf(&self, l: Option<&Value>, r: Option<&Value>, fp: &[String], root: bool) -> bool {
         let present: Vec<&Value> = [l, r].into_iter().flatten().collect();
-        if let [a, b] = present.as_slice() {
-            if std::mem::discriminant(&shape(a)) != std::mem::discriminant(&shape(b)) {
-                return true;
-            }
+        if let [a, b] = present.as_slice()
+            && std::mem::discriminant(&shape(a)) != std::mem::discriminant(&shape(b))
+        {
+            return true;
         }
         let Some(first) = present.first() else {
             return true;
