@@ -480,3 +480,106 @@ fn finalizers_are_a_set_owned_item_by_item() {
     .expect("apply");
     assert_eq!(released["metadata"]["finalizers"], json!(["b/y"]));
 }
+
+/// kube-apiserver's `TestApplyCanRemoveMapItemsContributedToByControllers`:
+/// a container the applier drops goes even though an updater set a field
+/// inside it.
+#[test]
+fn a_dropped_list_item_goes_even_when_an_updater_changed_a_field_in_it() {
+    let lists = builtin_list_semantics("apps", "Deployment");
+    let live = apply_as(
+        None,
+        &deployment(json!([{"name": "nginx", "image": "nginx:latest"}])),
+        "test_applier",
+        false,
+        lists.as_ref(),
+        T1,
+    )
+    .expect("create");
+    let mut updated = live.clone();
+    updated["spec"]["template"]["spec"]["containers"][0]["workingDir"] = json!("/home/replacement");
+    track_update(Some(&live), &mut updated, "test_updater", None, T2);
+    let next = apply_as(
+        Some(&updated),
+        &deployment(json!([{"name": "other-container", "image": "nginx:latest"}])),
+        "test_applier",
+        false,
+        lists.as_ref(),
+        T3,
+    )
+    .expect("apply");
+    let containers = next["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
+    assert_eq!(containers.len(), 1, "{containers:?}");
+    assert_eq!(containers[0]["name"], "other-container");
+    assert!(
+        entry(&next, "test_updater").is_none(),
+        "the updater's field went with the item"
+    );
+}
+
+/// kube-apiserver's `TestApplyCanTransferFieldOwnershipToController`.
+#[test]
+fn a_field_a_controller_took_over_persists_when_the_applier_omits_it() {
+    let lists = builtin_list_semantics("apps", "Deployment");
+    let mut with_replicas = deployment(json!([{"name": "nginx", "image": "nginx:latest"}]));
+    with_replicas["spec"]["replicas"] = json!(3);
+    let live = apply_as(
+        None,
+        &with_replicas,
+        "test_applier",
+        false,
+        lists.as_ref(),
+        T1,
+    )
+    .expect("create");
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(4);
+    track_update(Some(&live), &mut scaled, "test_updater", None, T2);
+    let next = apply_as(
+        Some(&scaled),
+        &deployment(json!([{"name": "nginx", "image": "nginx:latest"}])),
+        "test_applier",
+        false,
+        lists.as_ref(),
+        T3,
+    )
+    .expect("apply");
+    assert_eq!(next["spec"]["replicas"], 4);
+}
+
+/// kube-apiserver's `TestDefaultMissingKeys`: a port applied without its
+/// protocol is the same item as one applied with `protocol: TCP`.
+#[test]
+fn missing_key_fields_take_their_default() {
+    let lists = builtin_list_semantics("apps", "Deployment");
+    let live = apply_as(
+        None,
+        &deployment(json!([{"name": "nginx", "image": "nginx:latest",
+                             "ports": [{"name": "foo", "containerPort": 80}]}])),
+        "test_applier",
+        false,
+        lists.as_ref(),
+        T1,
+    )
+    .expect("create");
+    let err = apply_as(
+        Some(&live),
+        &deployment(json!([{"name": "nginx", "image": "nginx:latest",
+                             "ports": [{"name": "bar", "containerPort": 80, "protocol": "TCP"}]}])),
+        "test_applier_conflict",
+        false,
+        lists.as_ref(),
+        T2,
+    )
+    .expect_err("conflict");
+    assert_eq!(
+        conflicts(err),
+        vec![(
+            "test_applier".to_string(),
+            r#".spec.template.spec.containers[name="nginx"].ports[containerPort=80,protocol="TCP"].name"#
+                .to_string()
+        )]
+    );
+}
