@@ -7,6 +7,17 @@
 //! `sigs.k8s.io/structured-merge-diff` and
 //! `k8s.io/apimachinery/pkg/util/managedfields` for server-side apply and
 //! field ownership.
+//!
+//! Schema knowledge comes in through [`ListSemantics`]: use
+//! [`builtin_list_semantics`] for built-in kinds and
+//! [`crate::dev::schema::CrdSchema`] for custom resources.
+//!
+//! Known differences from kube-apiserver: `Update` entries mark every map
+//! a write creates with `"."` (the real server omits it for Go struct fields
+//! that exist in a zero-valued object, e.g. a Deployment's `f:spec`);
+//! schema-less map values that are themselves maps are treated as struct
+//! fields when computing an applied field set; list items with duplicate
+//! keys in a stored object keep only the first for merging.
 
 mod apply;
 mod builtin_lists;

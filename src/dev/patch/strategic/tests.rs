@@ -349,3 +349,34 @@ fn finalizers_merge_as_a_set_and_delete_by_value() {
     .expect("applies");
     assert_eq!(removed["metadata"]["finalizers"], json!(["b"]));
 }
+
+/// The three-way patch `kubectl apply` sends when a Deployment switches
+/// strategy and a volume switches source: `$retainKeys` clears the old
+/// union member.
+#[test]
+fn kubectl_apply_retain_keys_switches_union_members() {
+    let live = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "spec": {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}},
+            "template": {"spec": {
+                "containers": [{"name": "app", "image": "app:1"}],
+                "volumes": [{"name": "data", "emptyDir": {}}, {"name": "other", "emptyDir": {}}]
+            }}
+        }
+    });
+    let p = json!({"spec": {
+        "strategy": {"$retainKeys": ["type"], "rollingUpdate": null, "type": "Recreate"},
+        "template": {"spec": {
+            "$setElementOrder/volumes": [{"name": "data"}, {"name": "other"}],
+            "volumes": [{"$retainKeys": ["configMap", "name"], "configMap": {"name": "cfg"}, "name": "data"}]
+        }}
+    }});
+    let lists = builtin_list_semantics("apps", "Deployment");
+    let out = apply(&live, &p, lists.as_ref()).expect("patch applies");
+    assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+    assert_eq!(
+        out["spec"]["template"]["spec"]["volumes"],
+        json!([{"name": "data", "configMap": {"name": "cfg"}}, {"name": "other", "emptyDir": {}}])
+    );
+}
