@@ -26,6 +26,9 @@ enum Command {
     /// Run an embedded Kubernetes API server with the controller, for trying sigil locally.
     Dev(cli::dev::Args),
     /// Print sigil's CustomResourceDefinitions as multi-document YAML.
+    #[command(
+        after_help = "Examples:\n  sigil crds | kubectl apply --server-side -f -\n  sigil crds --output-dir crds/"
+    )]
     Crds(cli::crds::Args),
 }
 
