@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::common::LocalObjectReference;
 
 /// A Git repository the controller fetches every interval; Syncs apply folders of it.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

@@ -12,6 +12,8 @@ use super::common::TemplateMetadata;
 /// A Secret whose values are encrypted to the cluster's age recipients. The
 /// controller opens them with a key that never leaves the cluster and writes a
 /// Secret of the same name and namespace.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{SecretKeySelector, ServiceAccountSelector};
 
 /// A secret backend usable by ExternalSecrets in its own namespace.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",
@@ -42,6 +44,8 @@ pub struct SecretStoreSpec {
 }
 
 /// A secret backend usable by ExternalSecrets in the namespaces its conditions allow.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

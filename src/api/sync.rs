@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Applies the manifests under `path` of a source with server-side apply,
 /// prunes what left Git, and corrects drift.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",
