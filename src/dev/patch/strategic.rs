@@ -121,11 +121,8 @@ impl Merger<'_> {
                 (Value::Array(o), Value::Array(p)) => self
                     .merge_slice_handler(o, p, fp, is_delete_list)
                     .map(Value::Array),
-                (current, patch_value) if is_delete_list => {
-                    // A deletion list for something that is not a list: no-op.
-                    let _ = patch_value;
-                    Ok(current)
-                }
+                // A deletion list for something that is not a list: no-op.
+                (current, _) if is_delete_list => Ok(current),
                 (_, patch_value) => Ok(clean_new_value(patch_value).unwrap_or(Value::Null)),
             };
             fp.pop();

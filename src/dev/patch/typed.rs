@@ -22,12 +22,13 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Drops everything at or below the fields in `ignored`.
-    pub fn exclude(&self, ignored: &dyn Fn(&FieldSet) -> FieldSet) -> Comparison {
+    /// Keeps only what `scope` lets a request own (kube-apiserver excludes
+    /// the reset fields from comparisons).
+    pub fn exclude(&self, scope: &dyn Fn(&FieldSet) -> FieldSet) -> Comparison {
         Comparison {
-            added: ignored(&self.added),
-            modified: ignored(&self.modified),
-            removed: ignored(&self.removed),
+            added: scope(&self.added),
+            modified: scope(&self.modified),
+            removed: scope(&self.removed),
         }
     }
 
