@@ -43,10 +43,11 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 case $runner in
     nextest)
-        # One process per test (servers, env and globals stay apart) and a hard per-test timeout
-        # (.config/nextest.toml); nextest does not run doctests, so cargo test --doc does.
-        step tests cargo nextest run --all-targets --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
+        # One process per test (servers, env and globals stay apart), test binaries run side by side,
+        # and a hard per-test timeout (.config/nextest.toml). nextest does not run doctests: cargo test
+        # --doc does, first, so that nextest's summary is the run's closing line.
         step doctests cargo test --doc
+        step tests cargo nextest run --all-targets --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
         ;;
     cargo) step tests cargo test --all-targets ;;
     *)
