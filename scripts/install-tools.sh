@@ -74,7 +74,17 @@ apt_ensure() {
 }
 
 # Points $BIN/NAME at a program installed elsewhere (apt, the venv, cargo's root).
-link() { ln -sfn "$2" "$BIN/$1"; }
+link() {
+    [[ -n $2 && -x $2 ]] || die "$1 is not installed where expected (${2:-not on PATH})"
+    ln -sfn "$2" "$BIN/$1"
+}
+
+# Where NAME is on PATH, leaving out $BIN itself (it may be on PATH already; never link to ourselves).
+system_which() {
+    local dir dirs=() IFS=:
+    for dir in $PATH; do [[ $dir == "$BIN" ]] || dirs+=("$dir"); done
+    PATH="${dirs[*]}" command -v "$1"
+}
 
 first_line() { "$@" 2>&1 | head -n 1; }
 
@@ -83,22 +93,22 @@ first_line() { "$@" 2>&1 | head -n 1; }
 ok_age() { [[ -x $BIN/age && -x $BIN/age-keygen ]] && "$BIN/age" --version >/dev/null 2>&1; }
 install_age() {
     apt_ensure age
-    link age "$(command -v age)"
-    link age-keygen "$(command -v age-keygen)"
+    link age "$(system_which age)"
+    link age-keygen "$(system_which age-keygen)"
 }
 
 ok_sshd() { [[ -x $BIN/sshd && -x $BIN/ssh-keygen ]]; }
 install_sshd() {
     apt_ensure openssh-server openssh-client
     link sshd /usr/sbin/sshd
-    link ssh-keygen "$(command -v ssh-keygen)"
-    link ssh "$(command -v ssh)"
+    link ssh-keygen "$(system_which ssh-keygen)"
+    link ssh "$(system_which ssh)"
 }
 
 ok_git() { [[ -x $BIN/git ]] && "$BIN/git" --version >/dev/null 2>&1; }
 install_git() {
-    command -v git >/dev/null || apt_ensure git
-    link git "$(command -v git)"
+    system_which git >/dev/null || apt_ensure git
+    link git "$(system_which git)"
 }
 
 ok_kube() {
