@@ -131,7 +131,7 @@ fn helm_lint_passes_for_default_namespaced_and_full_values() {
 #[test]
 fn chart_crds_are_exactly_what_sigil_crds_prints() {
     let stale = "the chart's CRDs differ from `sigil crds`: run \
-                 `cargo run -- crds --output-dir deploy/charts/sigil/files/crds`";
+                 `scripts/gen-crds.sh`";
     let generated: BTreeMap<String, String> = sigil::api::rendered_crds()
         .expect("CRDs render")
         .into_iter()
