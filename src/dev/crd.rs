@@ -1,9 +1,13 @@
 //! CustomResourceDefinitions: validation, defaulting, the resources a CRD
 //! serves, its status conditions, and defaulting of custom objects from the schema.
 
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use serde_json::{Map, Value, json};
 
 use super::names::{NameRule, name_problems};
+use super::schema::{CrdSchema, structural_errors};
 use super::object;
 use super::registry::{CustomInfo, Flavor, Registry, ResourceType, version_priority};
 use super::status::FieldError;
@@ -154,11 +158,23 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<FieldError> {
                     vname,
                 ));
             }
-            if object::get_path(v, "schema.openAPIV3Schema").is_none() {
-                errs.push(FieldError::required(
+            match object::get_path(v, "schema.openAPIV3Schema") {
+                None => errs.push(FieldError::required(
                     &format!("spec.versions[{i}].schema.openAPIV3Schema"),
                     "schemas are required",
-                ));
+                )),
+                Some(schema) => match serde_json::from_value::<JSONSchemaProps>(schema.clone()) {
+                    Err(e) => errs.push(FieldError::invalid(
+                        &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+                        Value::Null,
+                        e.to_string(),
+                    )),
+                    Ok(parsed) => {
+                        for problem in structural_errors(&parsed) {
+                            errs.push(structural_error(i, &problem));
+                        }
+                    }
+                },
             }
         }
     }
@@ -174,6 +190,18 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// One message of `schema::structural_errors` as a field error under the version's schema.
+fn structural_error(version: usize, problem: &str) -> FieldError {
+    let base = format!("spec.versions[{version}].schema.openAPIV3Schema");
+    let (path, rest) = problem.split_once(": ").unwrap_or((problem, ""));
+    let path = path.strip_prefix("<root>").unwrap_or(path).trim_start_matches('.');
+    let field = if path.is_empty() { base } else { format!("{base}.{path}") };
+    match rest.strip_prefix("Required value: ") {
+        Some(detail) => FieldError::required(&field, detail),
+        None => FieldError::forbidden(&field, rest),
+    }
 }
 
 /// The resources a CRD serves (its served versions), preferred version first.
@@ -203,7 +231,12 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
     versions
         .into_iter()
         .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
-        .map(|v| ResourceType {
+        .map(|v| {
+            let structural: Option<Arc<JSONSchemaProps>> = object::get_path(&v, "schema.openAPIV3Schema")
+                .and_then(|s| serde_json::from_value(s.clone()).ok())
+                .map(Arc::new);
+            let has_status = object::get_path(&v, "subresources.status").is_some();
+            ResourceType {
             group: group.clone(),
             version: v["name"].as_str().unwrap_or_default().to_string(),
             resource: plural.clone(),
@@ -219,11 +252,16 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
             namespaced: str_at(crd, "spec.scope") == "Namespaced",
             short_names: strings("shortNames"),
             categories: strings("categories"),
-            status: object::get_path(&v, "subresources.status").is_some(),
+            status: has_status,
             storage: (group.clone(), plural.clone()),
             flavor: Flavor::Custom(CustomInfo {
                 crd_name: object::name(crd).to_string(),
                 schema: object::get_path(&v, "schema.openAPIV3Schema").cloned(),
+                structural: structural.clone(),
+                lists: Arc::new(match &structural {
+                    Some(s) => CrdSchema::new(s, has_status),
+                    None => CrdSchema::default(),
+                }),
                 printer_columns: v
                     .get("additionalPrinterColumns")
                     .and_then(Value::as_array)
@@ -243,7 +281,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                     })
                     .unwrap_or_default(),
             }),
-        })
+        }})
         .collect()
 }
 
@@ -392,52 +430,6 @@ pub fn compute_status(crd: &Value, conflict: Option<&(String, String)>, now: &st
     Value::Object(status)
 }
 
-/// Fills `default`s from a structural schema into an object, as the server does on decode.
-pub fn apply_schema_defaults(value: &mut Value, schema: &Value) {
-    match value {
-        Value::Object(map) => {
-            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-                for (key, prop) in props {
-                    if !map.contains_key(key)
-                        && let Some(default) = prop.get("default")
-                    {
-                        map.insert(key.clone(), default.clone());
-                    }
-                }
-                for (key, prop) in props {
-                    if key == "metadata" {
-                        continue;
-                    }
-                    if let Some(child) = map.get_mut(key) {
-                        apply_schema_defaults(child, prop);
-                    }
-                }
-            } else if let Some(additional) =
-                schema.get("additionalProperties").filter(|a| a.is_object())
-            {
-                for child in map.values_mut() {
-                    apply_schema_defaults(child, additional);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item_schema) = schema.get("items") {
-                for item in items {
-                    apply_schema_defaults(item, item_schema);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Drops fields a structural schema does not declare.
-///
-/// PRUNING CALL SITE: this forwards to `crate::dev::schema::prune_unknown_fields`
-/// once `src/dev/schema.rs` lands (owned by the patch/schema engineer); until then
-/// nothing is pruned.
-pub fn prune_unknown_fields(_obj: &mut Value, _schema: &Value) {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,14 +480,5 @@ mod tests {
         assert_eq!(s["conditions"][1]["type"], "Established");
         assert_eq!(s["conditions"][1]["status"], "True");
         assert_eq!(s["storedVersions"], json!(["v1"]));
-    }
-
-    #[test]
-    fn schema_defaults_fill_missing_fields() {
-        let c = crd();
-        let schema = &c["spec"]["versions"][1]["schema"]["openAPIV3Schema"];
-        let mut obj = json!({"spec": {}});
-        apply_schema_defaults(&mut obj, schema);
-        assert_eq!(obj["spec"]["size"], 3);
     }
 }

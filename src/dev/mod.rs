@@ -33,6 +33,7 @@ mod rbac;
 mod read;
 mod registry;
 mod request;
+pub mod schema;
 mod selector;
 mod state;
 mod status;

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
 use serde_json::Value;
 
 use super::names::NameRule;
+use super::schema::CrdSchema;
 use super::status::GroupResource;
 
 /// The built-in kinds the server stores.
@@ -35,6 +37,10 @@ pub struct CustomInfo {
     pub crd_name: String,
     /// `openAPIV3Schema` of this version, if any.
     pub schema: Option<Value>,
+    /// The same schema, parsed, for pruning, defaulting and list semantics.
+    pub structural: Option<Arc<JSONSchemaProps>>,
+    /// List semantics for strategic merge patch and server-side apply.
+    pub lists: Arc<CrdSchema>,
     pub printer_columns: Vec<Value>,
     /// `spec.preserveUnknownFields` (v1 allows only false).
     pub preserve_unknown_fields: bool,

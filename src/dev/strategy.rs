@@ -11,6 +11,7 @@ use super::defaults;
 use super::names::{config_key_problems, validate_annotations, validate_labels, validate_name};
 use super::object;
 use super::registry::{Builtin, ResourceType};
+use super::schema;
 use super::selector::LabelSelector;
 use super::status::{ApiError, FieldError};
 use super::store::Store;
@@ -106,14 +107,7 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value, store: &Store) -> Resu
         Some(Builtin::Crd) => crd::set_defaults(obj),
         _ => {}
     }
-    if let Some(custom) = rt.custom()
-        && let Some(schema) = &custom.schema
-    {
-        crd::apply_schema_defaults(obj, schema);
-        if !custom.preserve_unknown_fields {
-            crd::prune_unknown_fields(obj, schema);
-        }
-    }
+    structural_schema(rt, obj);
     Ok(())
 }
 
@@ -191,14 +185,7 @@ pub fn prepare_update(
         Some(Builtin::Crd) => crd::set_defaults(obj),
         _ => {}
     }
-    if let Some(custom) = rt.custom()
-        && let Some(schema) = &custom.schema
-    {
-        crd::apply_schema_defaults(obj, schema);
-        if !custom.preserve_unknown_fields {
-            crd::prune_unknown_fields(obj, schema);
-        }
-    }
+    structural_schema(rt, obj);
     if rt.tracks_generation() {
         let mut generation = object::generation(old);
         if spec_changed(rt, obj, old) {
@@ -207,6 +194,18 @@ pub fn prepare_update(
         object::meta_mut(obj).insert("generation".into(), json!(generation));
     }
     Ok(())
+}
+
+/// Prunes unknown fields, then applies defaults, from a CRD's structural schema.
+fn structural_schema(rt: &ResourceType, obj: &mut Value) {
+    if let Some(custom) = rt.custom()
+        && let Some(schema) = &custom.structural
+    {
+        if !custom.preserve_unknown_fields {
+            schema::prune_unknown_fields(obj, schema);
+        }
+        schema::apply_defaults(obj, schema);
+    }
 }
 
 /// Whether a write changes what `metadata.generation` tracks.

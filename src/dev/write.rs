@@ -8,7 +8,7 @@ use super::convert::{from_storage, to_storage};
 use super::crd;
 use super::names::generate_name;
 use super::object;
-use super::patch::{self, ApplyRequest, AtomicLists, ListSemantics, PatchError};
+use super::patch::{self, ApplyRequest, ListSemantics, PatchError};
 use super::registry::{Builtin, ResourceType};
 use super::state::State;
 use super::status::{ApiError, FieldError, GroupResource};
@@ -62,12 +62,22 @@ impl PatchType {
     }
 }
 
-/// How lists merge for strategic merge patch and server-side apply.
-///
-/// LIST SEMANTICS CALL SITE: switch to `crate::dev::schema`'s table for built-in
-/// kinds and the CRD's OpenAPI schema once `src/dev/schema.rs` lands.
-fn list_semantics(_rt: &ResourceType) -> &'static dyn ListSemantics {
-    &AtomicLists
+/// How lists merge for strategic merge patch, server-side apply and ownership:
+/// the built-in kinds' table, or the CRD version's schema.
+fn list_semantics(rt: &ResourceType) -> Box<dyn ListSemantics> {
+    match rt.custom() {
+        Some(c) => Box::new((*c.lists).clone()),
+        None => {
+            // Events of both APIs are tracked in their stored (core/v1) form.
+            let group = if rt.is(Builtin::EventsV1) { "" } else { rt.group.as_str() };
+            patch::builtin_list_semantics(group, &rt.kind)
+        }
+    }
+}
+
+fn track(rt: &ResourceType, old: Option<&Value>, new: &mut Value, sub: Sub, opts: &WriteOptions) {
+    let lists = list_semantics(rt);
+    patch::track_update_with(old, new, &opts.manager, sub.name(), &opts.now, lists.as_ref());
 }
 
 /// The result of a write: the object as the client's version shows it, and whether it was created.
@@ -171,7 +181,7 @@ fn patch_error(rt: &ResourceType, name: &str, err: PatchError) -> ApiError {
                     Value::Array(
                         conflicts
                             .iter()
-                            .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+                            .map(|c| json!({"reason": "FieldManagerConflict", "message": c.cause_message(), "field": c.field}))
                             .collect(),
                     ),
                 );
@@ -259,7 +269,7 @@ fn create_stored(
         return Err(invalid(rt, &name, errs));
     }
     if managed == Managed::Track {
-        patch::track_update(None, &mut obj, &opts.manager, None, &opts.now);
+        track(rt, None, &mut obj, Sub::Main, opts);
     }
     if let Some(existing) = st.store.get(&rt.storage, url_ns, &name) {
         let mut err = ApiError::already_exists(&rt.gr(), &name);
@@ -429,7 +439,7 @@ fn commit_update(
         return Err(invalid(rt, &name, errs));
     }
     if managed == Managed::Track {
-        patch::track_update(Some(old), &mut obj, &opts.manager, sub.name(), &opts.now);
+        track(rt, Some(old), &mut obj, sub, opts);
     }
     if rt.is(Builtin::Crd) {
         let conflict = crd::name_conflict(&obj, &st.registry);
@@ -517,7 +527,7 @@ pub fn patch(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
                 ));
             }
-            patch::strategic_merge_patch(&current, &doc, list_semantics(rt))
+            patch::strategic_merge_patch(&current, &doc, list_semantics(rt).as_ref())
                 .map_err(|e| patch_error(rt, url_name, e))?
         }
         PatchType::Apply => {
@@ -638,11 +648,12 @@ fn apply(
             "the name of the object ({applied_name}) does not match the name on the URL ({url_name})"
         )));
     }
+    let lists = list_semantics(rt);
     let apply_req = ApplyRequest {
         manager: &opts.manager,
         force: req.force.unwrap_or(false),
         subresource: sub.name(),
-        lists: list_semantics(rt),
+        lists: lists.as_ref(),
         now: &opts.now,
     };
     match old {

@@ -1,1 +1,29 @@
-//! See DESIGN.md.
+//! The controller's HTTP port: `/healthz`, `/readyz`, `/metrics`, and the routes
+//! other modules add (`/v1/recipients`, `/hooks/...`).
+
+mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+use crate::controller::{Context, Error};
+
+/// Every route of the HTTP port.
+pub fn router(ctx: Arc<Context>) -> Router {
+    Router::new().merge(health::router()).with_state(ctx)
+}
+
+/// Serves [`router`] on `ctx.options.http_listen` until shutdown.
+pub async fn serve(ctx: Arc<Context>) -> Result<(), Error> {
+    let addr = ctx.options.http_listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Serve { addr, source })?;
+    tracing::info!(%addr, "serving health, metrics and webhooks");
+    let shutdown = ctx.shutdown.clone();
+    axum::serve(listener, router(ctx))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|source| Error::Serve { addr, source })
+}

@@ -1,0 +1,216 @@
+//! `ExternalSecret`: a Secret whose values come from a secret store
+//! (AWS Secrets Manager, Vault). Same shape as External Secrets Operator's, so
+//! migrating is a change of `apiVersion`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::TemplateMetadata;
+
+/// Values fetched from a SecretStore or ClusterSecretStore into a Secret, kept
+/// current as the backend rotates them.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "sigil.dev",
+    version = "v1alpha1",
+    kind = "ExternalSecret",
+    doc = "ExternalSecret fetches values from a SecretStore or ClusterSecretStore (AWS Secrets Manager, Vault) into a Secret and keeps it current.",
+    namespaced,
+    status = "ExternalSecretStatus",
+    shortname = "es",
+    category = "sigil",
+    printcolumn(
+        name = "Store",
+        type_ = "string",
+        json_path = ".spec.secretStoreRef.name"
+    ),
+    printcolumn(
+        name = "Refresh",
+        type_ = "string",
+        json_path = ".spec.refreshInterval"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretSpec {
+    /// The store to read from.
+    pub secret_store_ref: SecretStoreRef,
+    /// How often to read the values again (`1h` by default; `0` reads only when the
+    /// ExternalSecret changes or a refresh is requested with the annotation
+    /// `sigil.dev/refresh-requested-at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
+    pub refresh_interval: Option<String>,
+    /// The Secret to write.
+    #[serde(default)]
+    pub target: ExternalSecretTarget,
+    /// Single values, each into one key of the Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<ExternalSecretData>,
+    /// Whole remote secrets expanded into keys: `extract` a JSON object, or `find`
+    /// secrets by name or tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_from: Vec<ExternalSecretDataFrom>,
+}
+
+/// Which store an ExternalSecret reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretStoreRef {
+    /// Name of the store.
+    pub name: String,
+    /// `SecretStore` (same namespace, the default) or `ClusterSecretStore`.
+    #[serde(default)]
+    pub kind: StoreKind,
+}
+
+/// The kind of store referenced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum StoreKind {
+    #[default]
+    SecretStore,
+    ClusterSecretStore,
+}
+
+/// The Secret an ExternalSecret writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretTarget {
+    /// Name of the Secret (default: the ExternalSecret's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Owner` (create it, owned by the ExternalSecret; the default), `Merge` (write
+    /// our keys into an existing Secret) or `Orphan` (create it without an owner).
+    #[serde(default)]
+    pub creation_policy: CreationPolicy,
+    /// What happens to the Secret when every remote value is gone: `Retain` (keep
+    /// it; the default) or `Delete`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// Shape of the Secret: type, labels, annotations and templated data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ExternalSecretTemplate>,
+}
+
+/// How the Secret comes to exist and who owns it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CreationPolicy {
+    #[default]
+    Owner,
+    Merge,
+    Orphan,
+}
+
+/// What happens to the Secret when the remote values disappear.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// The generated Secret's type, metadata and templated keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExternalSecretTemplate {
+    /// Secret type (default `Opaque`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Labels and annotations of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// Keys whose values are templates over the fetched values, e.g.
+    /// `url: "postgres://{{ .user }}:{{ .password }}@db"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+/// One remote value into one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretData {
+    /// Key in the Secret.
+    pub secret_key: String,
+    /// The remote value.
+    pub remote_ref: RemoteRef,
+}
+
+/// A value in the store.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub struct RemoteRef {
+    /// Name or path of the remote secret.
+    pub key: String,
+    /// A property of a JSON value, dotted for nesting (`db.password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// A version: AWS version id or stage (`AWSCURRENT`, `AWSPREVIOUS`, `uuid:…`), or a Vault KV v2 version number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Remote secrets expanded into several keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExternalSecretDataFrom {
+    /// Every top-level property of one JSON secret becomes a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<RemoteRef>,
+    /// Every secret matching becomes a key named after the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find: Option<FindRef>,
+}
+
+/// Secrets to find in the store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FindRef {
+    /// Secrets whose name matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FindName>,
+    /// Secrets carrying all of these tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A name filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FindName {
+    /// A regular expression the name must match.
+    pub regexp: String,
+}
+
+/// What the controller last did with an ExternalSecret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretStatus {
+    /// `Ready` says whether the Secret holds the current remote values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the values were last read from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_time: Option<Time>,
+    /// resourceVersion of the Secret as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_resource_version: Option<String>,
+}

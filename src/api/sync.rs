@@ -1,0 +1,124 @@
+//! `Sync`: applies a folder of a GitSource to the cluster and keeps it there.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Applies the manifests under `path` of a source with server-side apply,
+/// prunes what left Git, and corrects drift.
+// Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "sigil.dev",
+    version = "v1alpha1",
+    kind = "Sync",
+    doc = "Sync applies a folder of a GitSource to the cluster with server-side apply, prunes what left Git and corrects drift.",
+    namespaced,
+    status = "SyncStatus",
+    shortname = "gsync",
+    category = "sigil",
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.lastAppliedRevision"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSpec {
+    /// The source to apply from.
+    pub source_ref: SourceRef,
+    /// Folder inside the source (default: the root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// How often to re-apply even without a new revision (default `10m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
+    pub interval: Option<String>,
+    /// Delete objects that were applied before and are no longer in the source.
+    #[serde(default)]
+    pub prune: bool,
+    /// Watch applied objects and re-apply within seconds when someone changes or deletes them.
+    #[serde(default)]
+    pub self_heal: bool,
+    /// Namespace for namespaced objects that do not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// Apply as this ServiceAccount (of the Sync's namespace), so a tenant's Sync has only its rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Allow `kind: Secret` with plaintext `data`/`stringData` in the source (refused by default).
+    #[serde(default)]
+    pub allow_plaintext_secrets: bool,
+    /// Stop applying.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+/// The source a Sync applies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceRef {
+    /// Kind of the source; only `GitSource`.
+    #[serde(default = "git_source_kind")]
+    pub kind: String,
+    /// Name of the source, in the Sync's namespace.
+    pub name: String,
+}
+
+fn git_source_kind() -> String {
+    "GitSource".to_string()
+}
+
+/// What a Sync applied last.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    /// `Ready`, `Reconciling` and `Stalled`, in kstatus shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The revision whose manifests were all applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The revision last tried, successful or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// The objects applied from `lastAppliedRevision`; pruning compares against it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+}
+
+/// One applied object.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// `group/version` or `version` for the core group.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace; empty for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}

@@ -1,0 +1,53 @@
+//! State every controller shares: the client, options, metrics, events and shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::runtime::events::{Recorder, Reporter};
+use tokio_util::sync::CancellationToken;
+
+use super::Options;
+use super::metrics::Metrics;
+
+/// Shared by every controller and the HTTP port.
+pub struct Context {
+    pub client: kube::Client,
+    pub options: Options,
+    pub metrics: Arc<Metrics>,
+    /// Publishes Events as `sigil`.
+    pub recorder: Recorder,
+    /// Cancelled when the process should stop.
+    pub shutdown: CancellationToken,
+    ready: AtomicBool,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, options: Options) -> Self {
+        let reporter = Reporter {
+            controller: crate::api::FIELD_MANAGER.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            options,
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether this process's shard reconciles `object`; controllers skip the rest.
+    pub fn owns(&self, object: &impl kube::ResourceExt) -> bool {
+        self.options.shard.owns_object(object)
+    }
+
+    /// Whether every controller has started (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
