@@ -7,9 +7,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSche
 use serde_json::{Map, Value, json};
 
 use super::names::{NameRule, name_problems};
-use super::schema::{CrdSchema, structural_errors};
 use super::object;
 use super::registry::{CustomInfo, Flavor, Registry, ResourceType, version_priority};
+use super::schema::{CrdSchema, structural_errors};
 use super::status::FieldError;
 
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -196,8 +196,15 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<FieldError> {
 fn structural_error(version: usize, problem: &str) -> FieldError {
     let base = format!("spec.versions[{version}].schema.openAPIV3Schema");
     let (path, rest) = problem.split_once(": ").unwrap_or((problem, ""));
-    let path = path.strip_prefix("<root>").unwrap_or(path).trim_start_matches('.');
-    let field = if path.is_empty() { base } else { format!("{base}.{path}") };
+    let path = path
+        .strip_prefix("<root>")
+        .unwrap_or(path)
+        .trim_start_matches('.');
+    let field = if path.is_empty() {
+        base
+    } else {
+        format!("{base}.{path}")
+    };
     match rest.strip_prefix("Required value: ") {
         Some(detail) => FieldError::required(&field, detail),
         None => FieldError::forbidden(&field, rest),
@@ -232,56 +239,58 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
         .into_iter()
         .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
         .map(|v| {
-            let structural: Option<Arc<JSONSchemaProps>> = object::get_path(&v, "schema.openAPIV3Schema")
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .map(Arc::new);
+            let structural: Option<Arc<JSONSchemaProps>> =
+                object::get_path(&v, "schema.openAPIV3Schema")
+                    .and_then(|s| serde_json::from_value(s.clone()).ok())
+                    .map(Arc::new);
             let has_status = object::get_path(&v, "subresources.status").is_some();
             ResourceType {
-            group: group.clone(),
-            version: v["name"].as_str().unwrap_or_default().to_string(),
-            resource: plural.clone(),
-            kind: kind.clone(),
-            singular: names["singular"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| kind.to_lowercase()),
-            list_kind: names["listKind"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| format!("{kind}List")),
-            namespaced: str_at(crd, "spec.scope") == "Namespaced",
-            short_names: strings("shortNames"),
-            categories: strings("categories"),
-            status: has_status,
-            storage: (group.clone(), plural.clone()),
-            flavor: Flavor::Custom(CustomInfo {
-                crd_name: object::name(crd).to_string(),
-                schema: object::get_path(&v, "schema.openAPIV3Schema").cloned(),
-                structural: structural.clone(),
-                lists: Arc::new(match &structural {
-                    Some(s) => CrdSchema::new(s, has_status),
-                    None => CrdSchema::default(),
+                group: group.clone(),
+                version: v["name"].as_str().unwrap_or_default().to_string(),
+                resource: plural.clone(),
+                kind: kind.clone(),
+                singular: names["singular"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| kind.to_lowercase()),
+                list_kind: names["listKind"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| format!("{kind}List")),
+                namespaced: str_at(crd, "spec.scope") == "Namespaced",
+                short_names: strings("shortNames"),
+                categories: strings("categories"),
+                status: has_status,
+                storage: (group.clone(), plural.clone()),
+                flavor: Flavor::Custom(CustomInfo {
+                    crd_name: object::name(crd).to_string(),
+                    schema: object::get_path(&v, "schema.openAPIV3Schema").cloned(),
+                    structural: structural.clone(),
+                    lists: Arc::new(match &structural {
+                        Some(s) => CrdSchema::new(s, has_status),
+                        None => CrdSchema::default(),
+                    }),
+                    printer_columns: v
+                        .get("additionalPrinterColumns")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                    preserve_unknown_fields: object::get_path(crd, "spec.preserveUnknownFields")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    selectable_fields: v
+                        .get("selectableFields")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|f| f["jsonPath"].as_str())
+                                .map(|p| p.trim_start_matches('.').to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 }),
-                printer_columns: v
-                    .get("additionalPrinterColumns")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-                preserve_unknown_fields: object::get_path(crd, "spec.preserveUnknownFields")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                selectable_fields: v
-                    .get("selectableFields")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|f| f["jsonPath"].as_str())
-                            .map(|p| p.trim_start_matches('.').to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
-        }})
+            }
+        })
         .collect()
 }
 

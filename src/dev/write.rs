@@ -69,7 +69,11 @@ fn list_semantics(rt: &ResourceType) -> Box<dyn ListSemantics> {
         Some(c) => Box::new((*c.lists).clone()),
         None => {
             // Events of both APIs are tracked in their stored (core/v1) form.
-            let group = if rt.is(Builtin::EventsV1) { "" } else { rt.group.as_str() };
+            let group = if rt.is(Builtin::EventsV1) {
+                ""
+            } else {
+                rt.group.as_str()
+            };
             patch::builtin_list_semantics(group, &rt.kind)
         }
     }
@@ -77,7 +81,14 @@ fn list_semantics(rt: &ResourceType) -> Box<dyn ListSemantics> {
 
 fn track(rt: &ResourceType, old: Option<&Value>, new: &mut Value, sub: Sub, opts: &WriteOptions) {
     let lists = list_semantics(rt);
-    patch::track_update_with(old, new, &opts.manager, sub.name(), &opts.now, lists.as_ref());
+    patch::track_update_with(
+        old,
+        new,
+        &opts.manager,
+        sub.name(),
+        &opts.now,
+        lists.as_ref(),
+    );
 }
 
 /// The result of a write: the object as the client's version shows it, and whether it was created.
