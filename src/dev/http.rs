@@ -17,6 +17,7 @@ use super::convert::from_storage;
 use super::delete::{self, DeleteOptions, Propagation};
 use super::discovery;
 use super::openapi;
+use super::protobuf;
 use super::rbac::{self, Attributes};
 use super::read::{self, Filter, ListQuery};
 use super::registry::{Builtin, ResourceType};
@@ -259,6 +260,12 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
                 .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
             crate::yaml::from_str(text).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
+        protobuf::MEDIA_TYPE => protobuf::decode(body).map_err(|e| match e {
+            protobuf::ProtobufError::Malformed(_) => ApiError::bad_request(e.to_string()),
+            protobuf::ProtobufError::Unsupported(_) => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+        })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     Ok(value)

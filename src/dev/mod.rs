@@ -29,6 +29,7 @@ mod names;
 mod object;
 mod openapi;
 pub mod patch;
+mod protobuf;
 mod rbac;
 mod read;
 mod registry;
