@@ -11,16 +11,6 @@ use super::registry::{Builtin, Registry, ResourceType};
 
 pub const KUBE_VERSION: &str = "v1.35.0";
 
-const VERBS: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
 const SUB_VERBS: &[&str] = &["get", "patch", "update"];
 
 pub fn version() -> Value {
@@ -109,7 +99,7 @@ pub fn api_resource_list(types: &[Arc<ResourceType>], group: &str, version: &str
             "singularName": t.singular,
             "namespaced": t.namespaced,
             "kind": t.kind,
-            "verbs": VERBS,
+            "verbs": t.verbs(),
             "storageVersionHash": storage_version_hash(t),
         });
         if !t.short_names.is_empty() {
@@ -144,7 +134,7 @@ fn aggregated_resource(t: &ResourceType) -> Value {
         "responseKind": kind,
         "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": t.singular,
-        "verbs": VERBS,
+        "verbs": t.verbs(),
     });
     if !t.short_names.is_empty() {
         r["shortNames"] = json!(t.short_names);

@@ -411,6 +411,20 @@ async fn resource(
             ));
         }
     }
+    if rt.is_review() {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed());
+        }
+        let body = decode_body(headers, &body)?;
+        let st = api.state.read().await;
+        let mut answer = rbac::review(&st, user, body, rt.is(Builtin::SelfSubjectAccessReview));
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert("apiVersion".into(), json!(rt.api_version()));
+            obj.insert("kind".into(), json!(rt.kind));
+            obj.insert("metadata".into(), json!({"creationTimestamp": null}));
+        }
+        return Ok(json_response(201, &answer));
+    }
     let output = table::negotiate(header_str(headers, &header::ACCEPT))
         .ok_or_else(ApiError::not_acceptable)?;
     let include = Include::parse(q.value("includeObject"));

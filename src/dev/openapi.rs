@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, coordination, core, events, rbac};
+use k8s_openapi::api::{apps, authorization, coordination, core, events, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
@@ -45,6 +45,8 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
         Builtin::ClusterRole => add::<rbac::v1::ClusterRole>(g),
         Builtin::ClusterRoleBinding => add::<rbac::v1::ClusterRoleBinding>(g),
         Builtin::Crd => add::<CustomResourceDefinition>(g),
+        Builtin::SelfSubjectAccessReview => add::<authorization::v1::SelfSubjectAccessReview>(g),
+        Builtin::SubjectAccessReview => add::<authorization::v1::SubjectAccessReview>(g),
     }
 }
 

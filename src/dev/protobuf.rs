@@ -256,6 +256,50 @@ const ROLE_BINDING: &[F] = &[
     f(3, "roleRef", Msg(ROLE_REF)),
 ];
 
+const RESOURCE_ATTRIBUTES: &[F] = &[
+    f(1, "namespace", Str),
+    f(2, "verb", Str),
+    f(3, "group", Str),
+    f(4, "version", Str),
+    f(5, "resource", Str),
+    f(6, "subresource", Str),
+    f(7, "name", Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[F] = &[f(1, "path", Str), f(2, "verb", Str)];
+const ACCESS_REVIEW_STATUS: &[F] = &[
+    f(1, "allowed", Bool),
+    f(2, "reason", Str),
+    f(3, "evaluationError", Str),
+    f(4, "denied", Bool),
+];
+const SELF_SUBJECT_ACCESS_REVIEW: &[F] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            p(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+            p(2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+        ]),
+    ),
+    f(3, "status", Msg(ACCESS_REVIEW_STATUS)),
+];
+const SUBJECT_ACCESS_REVIEW: &[F] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            p(1, "resourceAttributes", Msg(RESOURCE_ATTRIBUTES)),
+            p(2, "nonResourceAttributes", Msg(NON_RESOURCE_ATTRIBUTES)),
+            f(3, "user", Str),
+            r(4, "groups", Str),
+            f(6, "uid", Str),
+        ]),
+    ),
+    f(3, "status", Msg(ACCESS_REVIEW_STATUS)),
+];
+
 /// The message of a top-level kind.
 fn root(group: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (group, kind) {
@@ -270,6 +314,8 @@ fn root(group: &str, kind: &str) -> Option<&'static [F]> {
         ("rbac.authorization.k8s.io", "ClusterRole") => CLUSTER_ROLE,
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
         ("meta.k8s.io", "DeleteOptions") | ("", "DeleteOptions") => DELETE_OPTIONS,
+        ("authorization.k8s.io", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io", "SubjectAccessReview") => SUBJECT_ACCESS_REVIEW,
         _ => return None,
     })
 }

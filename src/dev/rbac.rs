@@ -175,6 +175,59 @@ pub fn allowed(st: &State, user: &User, a: &Attributes<'_>) -> bool {
     false
 }
 
+/// Answers a SelfSubjectAccessReview (for `requester`) or a SubjectAccessReview
+/// (for the user the spec names): `status.allowed` from the same rules as requests.
+pub fn review(st: &State, requester: &User, mut review: Value, self_review: bool) -> Value {
+    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
+    let user = if self_review {
+        requester.clone()
+    } else {
+        User {
+            name: spec
+                .get("user")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            groups: strings(&spec, "groups"),
+        }
+    };
+    let allowed = if let Some(ra) = spec.get("resourceAttributes") {
+        let s = |k: &str| {
+            ra.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (verb, group, resource, sub, ns, name) = (
+            s("verb"),
+            s("group"),
+            s("resource"),
+            s("subresource"),
+            s("namespace"),
+            s("name"),
+        );
+        let attrs = Attributes {
+            verb: &verb,
+            group: &group,
+            resource: &resource,
+            subresource: (!sub.is_empty()).then_some(sub.as_str()),
+            namespace: &ns,
+            name: &name,
+        };
+        allowed(st, &user, &attrs)
+    } else if let Some(nra) = spec.get("nonResourceAttributes") {
+        let verb = nra.get("verb").and_then(Value::as_str).unwrap_or_default();
+        let path = nra.get("path").and_then(Value::as_str).unwrap_or_default();
+        allowed_path(st, &user, verb, path)
+    } else {
+        false
+    };
+    if let Some(obj) = review.as_object_mut() {
+        obj.insert("status".into(), serde_json::json!({"allowed": allowed}));
+    }
+    review
+}
+
 /// Non-resource URLs every authenticated user may GET, plus what bindings grant.
 pub fn allowed_path(st: &State, user: &User, verb: &str, path: &str) -> bool {
     if user.is_master() {

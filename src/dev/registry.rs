@@ -29,6 +29,9 @@ pub enum Builtin {
     ClusterRole,
     ClusterRoleBinding,
     Crd,
+    /// `authorization.k8s.io/v1` reviews: create-only, answered, never stored.
+    SelfSubjectAccessReview,
+    SubjectAccessReview,
 }
 
 /// What a CRD declares for one served version.
@@ -147,6 +150,32 @@ impl ResourceType {
                 b,
                 Builtin::Namespace | Builtin::ServiceAccount | Builtin::Service
             ),
+        }
+    }
+
+    /// Whether this is an access review (create-only, not stored).
+    pub fn is_review(&self) -> bool {
+        matches!(
+            self.builtin(),
+            Some(Builtin::SelfSubjectAccessReview | Builtin::SubjectAccessReview)
+        )
+    }
+
+    /// The verbs discovery lists.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.is_review() {
+            &["create"]
+        } else {
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
         }
     }
 
@@ -529,6 +558,28 @@ fn builtin_types() -> Vec<ResourceType> {
             categories: &["api-extensions"],
             status: true,
             builtin: Crd,
+        },
+        Spec {
+            group: "authorization.k8s.io",
+            version: "v1",
+            resource: "selfsubjectaccessreviews",
+            kind: "SelfSubjectAccessReview",
+            namespaced: false,
+            short: &[],
+            categories: &[],
+            status: false,
+            builtin: SelfSubjectAccessReview,
+        },
+        Spec {
+            group: "authorization.k8s.io",
+            version: "v1",
+            resource: "subjectaccessreviews",
+            kind: "SubjectAccessReview",
+            namespaced: false,
+            short: &[],
+            categories: &[],
+            status: false,
+            builtin: SubjectAccessReview,
         },
     ];
     specs

@@ -263,7 +263,11 @@ fn builtin_columns(b: Builtin) -> Vec<Column> {
             col("Holder", "string", "The holder of the lease", 0),
             AGE,
         ],
-        Builtin::Role | Builtin::ClusterRole | Builtin::Crd => vec![NAME, CREATED_AT],
+        Builtin::Role
+        | Builtin::ClusterRole
+        | Builtin::Crd
+        | Builtin::SelfSubjectAccessReview
+        | Builtin::SubjectAccessReview => vec![NAME, CREATED_AT],
         Builtin::RoleBinding | Builtin::ClusterRoleBinding => vec![
             NAME,
             col("Role", "string", "Role referenced by this binding", 0),
@@ -480,7 +484,11 @@ fn builtin_cells(b: Builtin, obj: &Value) -> Vec<Value> {
             json!(or_none(s(object::get_path(obj, "spec.holderIdentity")))),
             age(obj),
         ],
-        Builtin::Role | Builtin::ClusterRole | Builtin::Crd => {
+        Builtin::Role
+        | Builtin::ClusterRole
+        | Builtin::Crd
+        | Builtin::SelfSubjectAccessReview
+        | Builtin::SubjectAccessReview => {
             vec![
                 name,
                 json!(object::meta_str(obj, "creationTimestamp").unwrap_or_default()),

@@ -409,3 +409,118 @@ fn helm_installs_upgrades_and_uninstalls_against_sigil_dev() {
     let gone = k.fails(&["-n", "web", "get", "configmap", "demo-greeting"]);
     assert!(gone.contains("NotFound"), "{gone}");
 }
+
+#[test]
+fn kubectl_create_commands_send_protobuf_the_server_reads() {
+    let dev = DevProcess::start(&["--no-controller"]);
+    let k = Kubectl::new(&dev);
+    let dir = dev.home().to_path_buf();
+    k.ok(&["create", "namespace", "demo"]);
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=user=admin",
+        "--type=example.com/login",
+    ]);
+    let secret = k.json(&["-n", "demo", "get", "secret", "creds"]);
+    assert_eq!(secret["data"]["user"], "YWRtaW4=");
+    assert_eq!(secret["type"], "example.com/login");
+
+    let blob = dir.join("blob");
+    std::fs::write(&blob, [0xff_u8, 0x00, 0x01]).expect("binary file");
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "configmap",
+        "bin",
+        &format!("--from-file=blob={}", blob.display()),
+        "--from-literal=text=hi",
+    ]);
+    let cm = k.json(&["-n", "demo", "get", "configmap", "bin"]);
+    assert_eq!(cm["binaryData"]["blob"], "/wAB");
+    assert_eq!(cm["data"]["text"], "hi");
+
+    k.ok(&["-n", "demo", "create", "serviceaccount", "bot"]);
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list",
+        "--resource=configmaps",
+        "--resource-name=bin",
+    ]);
+    let role = k.json(&["-n", "demo", "get", "role", "reader"]);
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["bin"], "verbs": ["get", "list"]}])
+    );
+    k.ok(&[
+        "create",
+        "clusterrole",
+        "health",
+        "--verb=get",
+        "--non-resource-url=/healthz",
+    ]);
+    assert_eq!(
+        k.json(&["get", "clusterrole", "health"])["rules"][0]["nonResourceURLs"],
+        serde_json::json!(["/healthz"])
+    );
+    k.ok(&[
+        "create",
+        "clusterrole",
+        "combined",
+        "--aggregation-rule=team=a",
+    ]);
+    let combined = k.json(&["get", "clusterrole", "combined"]);
+    assert_eq!(
+        combined["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]["team"],
+        "a"
+    );
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "rolebinding",
+        "bot-reads",
+        "--role=reader",
+        "--serviceaccount=demo:bot",
+        "--user=alice",
+        "--group=devs",
+    ]);
+    let binding = k.json(&["-n", "demo", "get", "rolebinding", "bot-reads"]);
+    assert_eq!(
+        binding["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"})
+    );
+    let subjects = binding["subjects"].as_array().expect("subjects");
+    assert!(
+        subjects.contains(
+            &serde_json::json!({"kind": "ServiceAccount", "name": "bot", "namespace": "demo"})
+        ),
+        "{subjects:?}"
+    );
+    assert!(subjects.contains(&serde_json::json!({"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"})), "{subjects:?}");
+    assert!(subjects.contains(&serde_json::json!({"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"})), "{subjects:?}");
+    let can = k.run(&[
+        "-n",
+        "demo",
+        "auth",
+        "can-i",
+        "get",
+        "configmaps/bin",
+        "--as=system:serviceaccount:demo:bot",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&can.stdout).trim(),
+        "yes",
+        "{}",
+        String::from_utf8_lossy(&can.stderr)
+    );
+}
