@@ -65,6 +65,29 @@ pub fn pod_template(template: &mut Value) {
     }
 }
 
+/// A strategy field: `type` defaults to RollingUpdate, whose parameters default to `defaults`.
+fn rolling_update(spec: &mut Map<String, Value>, field: &str, defaults: Value) {
+    default_field(spec, field, json!({}));
+    let Some(strategy) = spec.get_mut(field).and_then(Value::as_object_mut) else {
+        return;
+    };
+    default_field(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) != Some("RollingUpdate") {
+        return;
+    }
+    default_field(strategy, "rollingUpdate", json!({}));
+    if let (Some(ru), Some(d)) = (
+        strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut),
+        defaults.as_object(),
+    ) {
+        for (k, v) in d {
+            default_field(ru, k, v.clone());
+        }
+    }
+}
+
 pub fn deployment(obj: &mut Value) {
     let Some(spec) = obj_at(obj, "spec") else {
         return;
@@ -72,20 +95,11 @@ pub fn deployment(obj: &mut Value) {
     default_field(spec, "replicas", json!(1));
     default_field(spec, "revisionHistoryLimit", json!(10));
     default_field(spec, "progressDeadlineSeconds", json!(600));
-    default_field(
+    rolling_update(
         spec,
         "strategy",
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+        json!({"maxSurge": "25%", "maxUnavailable": "25%"}),
     );
-    if let Some(strategy) = spec.get_mut("strategy").and_then(Value::as_object_mut)
-        && strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-    {
-        let ru = strategy.entry("rollingUpdate").or_insert_with(|| json!({}));
-        if let Some(ru) = ru.as_object_mut() {
-            default_field(ru, "maxSurge", json!("25%"));
-            default_field(ru, "maxUnavailable", json!("25%"));
-        }
-    }
     if let Some(t) = spec.get_mut("template") {
         pod_template(t);
     }
@@ -98,11 +112,7 @@ pub fn stateful_set(obj: &mut Value) {
     default_field(spec, "replicas", json!(1));
     default_field(spec, "revisionHistoryLimit", json!(10));
     default_field(spec, "podManagementPolicy", json!("OrderedReady"));
-    default_field(
-        spec,
-        "updateStrategy",
-        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-    );
+    rolling_update(spec, "updateStrategy", json!({"partition": 0}));
     default_field(
         spec,
         "persistentVolumeClaimRetentionPolicy",
@@ -118,10 +128,10 @@ pub fn daemon_set(obj: &mut Value) {
         return;
     };
     default_field(spec, "revisionHistoryLimit", json!(10));
-    default_field(
+    rolling_update(
         spec,
         "updateStrategy",
-        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        json!({"maxUnavailable": 1, "maxSurge": 0}),
     );
     if let Some(t) = spec.get_mut("template") {
         pod_template(t);

@@ -3,9 +3,10 @@
 //! built-in kinds: the `k8s\0` envelope, `runtime.Unknown`, and the messages of
 //! the kinds below, decoded to the same JSON a JSON client would have sent.
 //!
-//! Only the messages in the table are known; a field number the table lacks is
-//! refused (415) rather than dropped, so nothing is silently lost. Responses are
-//! always JSON (client-go accepts it alongside protobuf).
+//! Only the messages in the table are known. A field number the table lacks is
+//! refused (415) when it carries a value, so nothing is silently lost; with its
+//! zero value it is skipped, as JSON would omit it (Go encodes every non-pointer
+//! field). Responses are always JSON (client-go accepts it alongside protobuf).
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -24,6 +25,10 @@ enum Ty {
     Time,
     MicroTime,
     FieldsV1,
+    /// `intstr.IntOrString`.
+    IntOrStr,
+    /// `map<string, resource.Quantity>`.
+    MapQuantity,
 }
 
 /// One field: number, JSON name, type, repeated, and whether Go keeps it as a
@@ -300,6 +305,104 @@ const SUBJECT_ACCESS_REVIEW: &[F] = &[
     f(3, "status", Msg(ACCESS_REVIEW_STATUS)),
 ];
 
+const QUANTITY: &[F] = &[f(1, "string", Str)];
+const INT_OR_STRING: &[F] = &[f(1, "type", Int), f(2, "intVal", Int), f(3, "strVal", Str)];
+const CONTAINER_PORT: &[F] = &[
+    f(1, "name", Str),
+    f(2, "hostPort", Int),
+    f(3, "containerPort", Int),
+    f(4, "protocol", Str),
+    f(5, "hostIP", Str),
+];
+const CONTAINER: &[F] = &[
+    f(1, "name", Str),
+    f(2, "image", Str),
+    r(3, "command", Str),
+    r(4, "args", Str),
+    f(5, "workingDir", Str),
+    r(6, "ports", Msg(CONTAINER_PORT)),
+    r(7, "env", Msg(&[f(1, "name", Str), f(2, "value", Str)])),
+    f(
+        8,
+        "resources",
+        Msg(&[f(1, "limits", MapQuantity), f(2, "requests", MapQuantity)]),
+    ),
+    f(13, "terminationMessagePath", Str),
+    f(14, "imagePullPolicy", Str),
+    f(20, "terminationMessagePolicy", Str),
+];
+const POD_SPEC: &[F] = &[
+    r(2, "containers", Msg(CONTAINER)),
+    f(3, "restartPolicy", Str),
+    p(4, "terminationGracePeriodSeconds", Int),
+    f(6, "dnsPolicy", Str),
+    f(7, "nodeSelector", MapStr),
+    f(8, "serviceAccountName", Str),
+    r(15, "imagePullSecrets", Msg(&[f(1, "name", Str)])),
+    f(19, "schedulerName", Str),
+    r(20, "initContainers", Msg(CONTAINER)),
+];
+const POD_TEMPLATE_SPEC: &[F] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(2, "spec", Msg(POD_SPEC)),
+];
+const DEPLOYMENT: &[F] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            p(1, "replicas", Int),
+            p(2, "selector", Msg(LABEL_SELECTOR)),
+            f(3, "template", Msg(POD_TEMPLATE_SPEC)),
+            f(
+                4,
+                "strategy",
+                Msg(&[
+                    f(1, "type", Str),
+                    p(
+                        2,
+                        "rollingUpdate",
+                        Msg(&[p(1, "maxUnavailable", IntOrStr), p(2, "maxSurge", IntOrStr)]),
+                    ),
+                ]),
+            ),
+            f(5, "minReadySeconds", Int),
+            p(6, "revisionHistoryLimit", Int),
+            f(7, "paused", Bool),
+            p(9, "progressDeadlineSeconds", Int),
+        ]),
+    ),
+    f(3, "status", Msg(&[])),
+];
+const SERVICE_PORT: &[F] = &[
+    f(1, "name", Str),
+    f(2, "protocol", Str),
+    f(3, "port", Int),
+    f(4, "targetPort", IntOrStr),
+    f(5, "nodePort", Int),
+    p(6, "appProtocol", Str),
+];
+const SERVICE: &[F] = &[
+    f(1, "metadata", Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Msg(&[
+            r(1, "ports", Msg(SERVICE_PORT)),
+            f(2, "selector", MapStr),
+            f(3, "clusterIP", Str),
+            f(4, "type", Str),
+            r(5, "externalIPs", Str),
+            f(7, "sessionAffinity", Str),
+            f(10, "externalName", Str),
+            f(11, "externalTrafficPolicy", Str),
+            f(13, "publishNotReadyAddresses", Bool),
+        ]),
+    ),
+    f(3, "status", Msg(&[])),
+];
+
 /// The message of a top-level kind.
 fn root(group: &str, kind: &str) -> Option<&'static [F]> {
     Some(match (group, kind) {
@@ -307,6 +410,8 @@ fn root(group: &str, kind: &str) -> Option<&'static [F]> {
         ("", "Secret") => SECRET,
         ("", "ConfigMap") => CONFIG_MAP,
         ("", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("", "Service") => SERVICE,
+        ("apps", "Deployment") => DEPLOYMENT,
         ("", "Event") => CORE_EVENT,
         ("events.k8s.io", "Event") => EVENTS_V1_EVENT,
         ("coordination.k8s.io", "Lease") => LEASE,
@@ -462,6 +567,17 @@ fn message(buf: &[u8], fields: &'static [F], path: &str) -> Result<Value, Protob
     let mut out = Map::new();
     for_each_field(buf, |num, wire, rd| {
         let Some(field) = fields.iter().find(|fd| fd.num == num) else {
+            let zero = match wire {
+                0 => rd.varint()? == 0,
+                2 => rd.bytes()?.is_empty(),
+                w => {
+                    rd.skip(w)?;
+                    false
+                }
+            };
+            if zero {
+                return Ok(());
+            }
             return Err(ProtobufError::Unsupported(format!("field {num} of {path}")));
         };
         let name = field.name;
@@ -475,6 +591,36 @@ fn message(buf: &[u8], fields: &'static [F], path: &str) -> Result<Value, Protob
                 let entry = out.entry(name).or_insert_with(|| json!({}));
                 if let Some(m) = entry.as_object_mut() {
                     m.insert(k, v);
+                }
+                return Ok(());
+            }
+            (IntOrStr, 2) => {
+                let v = message(rd.bytes()?, INT_OR_STRING, path)?;
+                if v["type"] == 1 {
+                    v.get("strVal").cloned().unwrap_or(json!(""))
+                } else {
+                    v.get("intVal").cloned().unwrap_or(json!(0))
+                }
+            }
+            (MapQuantity, 2) => {
+                let mut key = String::new();
+                let mut quantity = json!("");
+                for_each_field(rd.bytes()?, |n, w, entry| {
+                    match (n, w) {
+                        (1, 2) => key = text(entry.bytes()?)?,
+                        (2, 2) => {
+                            quantity = message(entry.bytes()?, QUANTITY, path)?
+                                .get("string")
+                                .cloned()
+                                .unwrap_or(json!(""))
+                        }
+                        (_, w) => entry.skip(w)?,
+                    }
+                    Ok(())
+                })?;
+                let map = out.entry(name).or_insert_with(|| json!({}));
+                if let Some(m) = map.as_object_mut() {
+                    m.insert(key, quantity);
                 }
                 return Ok(());
             }

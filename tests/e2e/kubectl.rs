@@ -524,3 +524,56 @@ fn kubectl_create_commands_send_protobuf_the_server_reads() {
         String::from_utf8_lossy(&can.stderr)
     );
 }
+
+#[test]
+fn kubectl_creates_deployments_and_services_over_protobuf() {
+    let dev = DevProcess::start(&["--no-controller"]);
+    let k = Kubectl::new(&dev);
+    k.ok(&["create", "namespace", "demo"]);
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--port=8080",
+        "--replicas=2",
+        "--",
+        "nginx",
+        "-g",
+        "daemon off;",
+    ]);
+    let d = k.json(&["-n", "demo", "get", "deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "nginx:1.27");
+    assert_eq!(
+        c["command"],
+        serde_json::json!(["nginx", "-g", "daemon off;"])
+    );
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(
+        d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%",
+        "defaulted by the server"
+    );
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let svc = k.json(&["-n", "demo", "get", "service", "web"]);
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let table = k.ok(&["-n", "demo", "get", "service", "web"]);
+    assert!(table.contains("80:30080/TCP"), "{table}");
+}
