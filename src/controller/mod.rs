@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod error;
+pub mod keyring;
 pub mod metrics;
 
 use std::future::Future;

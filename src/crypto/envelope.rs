@@ -33,7 +33,7 @@ pub enum EnvelopeError {
     #[error("malformed sigil envelope header: {0}")]
     Malformed(&'static str),
     #[error("malformed sigil envelope header: {0}")]
-    InvalidName(#[from] InvalidName),
+    InvalidName(InvalidName),
 }
 
 /// The header line (with its line feed) for a binding.
@@ -89,7 +89,8 @@ pub fn decode(plaintext: &[u8]) -> Result<(Binding, SecretSlice<u8>), EnvelopeEr
             "wrong number of fields for the scope",
         ));
     }
-    let binding = Binding::new(scope, rest.first().copied(), rest.get(1).copied())?;
+    let binding = Binding::new(scope, rest.first().copied(), rest.get(1).copied())
+        .map_err(EnvelopeError::InvalidName)?;
     let value = SecretSlice::from(plaintext[end + 1..].to_vec());
     Ok((binding, value))
 }

@@ -10,6 +10,7 @@ pub mod binding;
 pub mod envelope;
 pub mod identity;
 pub mod keyring;
+pub mod manifest;
 pub mod recipients;
 pub mod sealed_data;
 pub mod sealing;

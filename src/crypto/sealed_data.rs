@@ -23,6 +23,8 @@ pub struct FieldError {
 /// The opened values of a SealedSecret and which keys opened them.
 pub struct UnsealedData {
     pub data: BTreeMap<String, SecretSlice<u8>>,
+    /// The scope recorded inside each value.
+    pub bindings: BTreeMap<String, Binding>,
     /// Fingerprints of the keys that opened the values, oldest key first.
     pub fingerprints: Vec<String>,
 }
@@ -52,6 +54,7 @@ pub fn open_all(
     name: &str,
 ) -> Result<UnsealedData, FieldError> {
     let mut data = BTreeMap::new();
+    let mut bindings = BTreeMap::new();
     let mut fingerprints: Vec<String> = Vec::new();
     for (key, armored) in encrypted {
         let opened = keyring
@@ -64,9 +67,14 @@ pub fn open_all(
             fingerprints.push(opened.fingerprint);
         }
         data.insert(key.clone(), opened.opened.value);
+        bindings.insert(key.clone(), opened.opened.binding);
     }
     fingerprints.sort_by_key(|fp| keyring.age_rank(fp));
-    Ok(UnsealedData { data, fingerprints })
+    Ok(UnsealedData {
+        data,
+        bindings,
+        fingerprints,
+    })
 }
 
 /// Seals every value of a map for the same binding and recipients.
@@ -81,6 +89,42 @@ pub fn seal_all(
                 key.clone(),
                 sealing::seal(value.expose_secret(), binding, recipients)?,
             ))
+        })
+        .collect()
+}
+
+/// A value could not be re-sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResealError {
+    #[error(transparent)]
+    Open(#[from] FieldError),
+    #[error("spec.encryptedData.{key}: {error}")]
+    Seal { key: String, error: SealError },
+}
+
+/// Opens every value (checking its scope against `namespace`/`name`) and seals
+/// it again to `recipients`, keeping the scope recorded inside it.
+pub fn reseal_all(
+    encrypted: &BTreeMap<String, String>,
+    keyring: &Keyring,
+    namespace: &str,
+    name: &str,
+    recipients: &[Recipient],
+) -> Result<BTreeMap<String, String>, ResealError> {
+    let opened = open_all(encrypted, keyring, namespace, name)?;
+    opened
+        .data
+        .iter()
+        .map(|(key, value)| {
+            let binding = &opened.bindings[key];
+            let armored =
+                sealing::seal(value.expose_secret(), binding, recipients).map_err(|error| {
+                    ResealError::Seal {
+                        key: key.clone(),
+                        error,
+                    }
+                })?;
+            Ok((key.clone(), armored))
         })
         .collect()
 }

@@ -24,9 +24,15 @@ pub enum SealError {
     #[error("no recipients to seal to")]
     NoRecipients,
     #[error("age encryption failed: {0}")]
-    Age(#[from] age::EncryptError),
+    Age(Box<age::EncryptError>),
     #[error("age encryption failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<age::EncryptError> for SealError {
+    fn from(error: age::EncryptError) -> Self {
+        Self::Age(Box::new(error))
+    }
 }
 
 /// Why a sealed value was refused. None of these carry decrypted bytes.
@@ -388,6 +394,33 @@ mod tests {
         let err = open_err(&spliced, &keys.cluster);
         assert_eq!(err, OpenError::Tampered);
         assert_eq!(err.reason(), "DecryptFailed");
+    }
+
+    #[test]
+    fn files_cut_at_a_chunk_boundary_are_truncated() {
+        let keys = keys();
+        let envelope = envelope::encode(&strict(), &[9u8; 100_000]);
+        let binary = age::encrypt(&keys.cluster.to_public(), &envelope).expect("encrypts");
+        let mac_line = binary
+            .windows(5)
+            .position(|w| w == b"\n--- ")
+            .expect("header MAC line");
+        let header_end = mac_line
+            + 1
+            + binary[mac_line + 1..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .expect("end of header")
+            + 1;
+        // Header, 16-byte nonce, then the first full 64 KiB chunk and its tag only.
+        let cut = &binary[..header_end + 16 + 65_536 + 16];
+        let mut armored = Vec::new();
+        let mut writer =
+            ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor).expect("armor");
+        writer.write_all(cut).expect("writes");
+        writer.finish().expect("finishes");
+        let armored = String::from_utf8(armored).expect("ASCII");
+        assert_eq!(open_err(&armored, &keys.cluster), OpenError::Truncated);
     }
 
     #[test]
