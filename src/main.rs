@@ -1,7 +1,7 @@
 //! The `sigil` command line: argument parsing only; every command lives in `sigil::cli`.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use sigil::cli;
 
 /// GitOps for Kubernetes with no plaintext secret in Git.
@@ -9,7 +9,7 @@ use sigil::cli;
 /// sigil seals secrets with age, fetches external secrets from AWS Secrets Manager
 /// and Vault, and keeps a cluster equal to a Git repository.
 #[derive(Parser)]
-#[command(name = "sigil", version, about, long_about = None, propagate_version = true)]
+#[command(name = "sigil", version, propagate_version = true)]
 struct Cli {
     /// Log format on stderr. Levels come from RUST_LOG (default: info).
     #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text, env = "SIGIL_LOG_FORMAT")]
@@ -22,8 +22,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator: sealed secrets, external secrets and sync controllers.
+    #[command(
+        after_help = "Examples:\n  sigil controller --namespace sigil-system\n  sigil controller --kubeconfig ~/.kube/config --http-listen 127.0.0.1:8080 --key-renew-period 720h"
+    )]
     Controller(cli::controller::Args),
     /// Run an embedded Kubernetes API server with the controller, for trying sigil locally.
+    #[command(
+        after_help = "Examples:\n  sigil dev\n  sigil dev --listen 127.0.0.1:6443 --kubeconfig /tmp/sigil.kubeconfig --no-controller"
+    )]
     Dev(cli::dev::Args),
     /// Print sigil's CustomResourceDefinitions as multi-document YAML.
     #[command(
@@ -37,7 +43,7 @@ enum Command {
     Seal(cli::seal::Args),
     /// Seal a value read from stdin into an existing SealedSecret file, under KEY.
     #[command(
-        after_help = "Examples:\n  printf %s \"$PASSWORD\" | sigil set sealed.yaml password\n  sigil set sealed.yaml tls.crt < cert.pem\n  sigil seal --raw --envelope-only --namespace prod --name db < value | age -a -r age1... | sigil set --sealed sealed.yaml password"
+        after_help = "Examples:\n  sigil set sealed.yaml tls.crt < cert.pem\n  printf %s \"$PASSWORD\" | sigil set sealed.yaml password\n  sigil seal --raw --envelope-only --namespace prod --name db < value | age -a -r age1... | sigil set --sealed sealed.yaml password"
     )]
     Set(cli::set::Args),
     /// Print the recipients the cluster wants values sealed to.
@@ -65,6 +71,11 @@ enum Command {
         after_help = "Examples:\n  sigil keygen -o recovery.key\n  sigil controller --recovery-recipient \"$(grep -o 'age1.*' recovery.key)\""
     )]
     Keygen(cli::keygen::Args),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  sigil completions bash > /etc/bash_completion.d/sigil\n  sigil completions zsh > \"${fpath[1]}/_sigil\"\n  sigil completions fish > ~/.config/fish/completions/sigil.fish"
+    )]
+    Completions(cli::completions::Args),
 }
 
 #[tokio::main]
@@ -83,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Reencrypt(args) => cli::reencrypt::run(args).await?,
         Command::Validate(args) => cli::validate::run(args).await?,
         Command::Keygen(args) => cli::keygen::run(args)?,
+        Command::Completions(args) => cli::completions::run(args, Cli::command()),
     }
     Ok(())
 }

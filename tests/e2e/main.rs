@@ -1,3 +1,7 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod chart;
+mod cli_help;
 mod crds;
+mod support;
+mod tools;
