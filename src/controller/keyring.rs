@@ -275,8 +275,10 @@ impl Pass {
         for problem in problems {
             tracing::warn!(%namespace, problem, "skipping unusable sealing key");
         }
+        // With shards, only shard 0 makes keys and publishes; the others only read.
+        let writer = ctx.options.shard.index == 0;
         let now = jiff::Timestamp::now();
-        if keyring.needs_new_key(now, period) {
+        if writer && keyring.needs_new_key(now, period) {
             let key = create_key(&ctx.client, namespace, now).await?;
             tracing::info!(
                 %namespace,
@@ -291,7 +293,7 @@ impl Pass {
         }
         self.keys_gauge.set(keyring.len() as i64);
         let text = recipients_text(&keyring, &self.recovery);
-        if self.published.as_deref() != Some(text.as_str()) {
+        if writer && self.published.as_deref() != Some(text.as_str()) {
             publish_recipients(&ctx.client, namespace, &text).await?;
             tracing::info!(
                 %namespace,
