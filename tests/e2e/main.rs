@@ -3,5 +3,6 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod sealed_cli;
 mod support;
 mod tools;
