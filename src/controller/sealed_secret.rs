@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -113,9 +114,15 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
         loaded = keys.loaded() => if loaded.is_none() { return },
     }
     let sealed: Api<SealedSecret> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(ctx.client.clone());
+    // Every Secret event (metadata only) wakes the SealedSecret of the same name:
+    // the Secrets it owns (drift, deletion), and also foreign ones that block it
+    // (`SecretExists`) being deleted or annotated `sigil.dev/managed`.
     let controller = Controller::new(sealed, watcher::Config::default())
-        .owns(secrets, watcher::Config::default())
+        .watches(secrets, watcher::Config::default(), |secret| {
+            let namespace = secret.namespace()?;
+            Some(ObjectRef::<SealedSecret>::new(&secret.name_any()).within(&namespace))
+        })
         .with_config(Config::default().concurrency(ctx.options.concurrency));
     let store = controller.store();
     ctx.metrics.register(|registry| {
@@ -241,6 +248,7 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         Some(mut live) => {
             let decision = decide(object, &live, &desired, &opened);
             wipe(&mut live);
+            let live = live;
             match decision {
                 Decision::NotOurs => {
                     manifest::wipe_secret_manifest(&mut desired);
@@ -253,6 +261,15 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
                 }
                 Decision::InSync => false,
                 Decision::Apply => true,
+                Decision::Recreate => {
+                    recreate_first(&api, &live).await.map_err(|e| Failure {
+                        reason: reason::APPLY_FAILED,
+                        message: format!(
+                            "cannot replace Secret {namespace}/{name} (its type or immutability changes): {e}"
+                        ),
+                    })?;
+                    true
+                }
             }
         }
         None => true,
@@ -268,6 +285,28 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         message: format!("cannot apply Secret {namespace}/{name}: {e}"),
     })?;
     Ok(Synced { fingerprint, wrote })
+}
+
+/// Deletes the live Secret (only that exact version of it) so it can be created
+/// again: its `type` cannot change, nor anything of an immutable Secret.
+async fn recreate_first(api: &Api<Secret>, live: &Secret) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: live.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&live.name_any(), &params).await {
+        Ok(deleted) => {
+            if let Some(mut secret) = deleted.left() {
+                wipe(&mut secret);
+            }
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn apply(
@@ -305,6 +344,8 @@ enum Decision {
     NotOurs,
     InSync,
     Apply,
+    /// Delete, then apply: the type changes, or the Secret is immutable and differs.
+    Recreate,
 }
 
 /// Whether the live Secret is ours, and whether it already holds what we want.
@@ -335,7 +376,11 @@ fn decide(
         return Decision::NotOurs;
     }
     if in_sync(object, live, desired, opened) {
-        Decision::InSync
+        return Decision::InSync;
+    }
+    let type_changes = desired["type"].as_str() != Some(live.type_.as_deref().unwrap_or("Opaque"));
+    if type_changes || live.immutable == Some(true) {
+        Decision::Recreate
     } else {
         Decision::Apply
     }
@@ -648,6 +693,7 @@ mod tests {
             Decision::NotOurs => "not ours",
             Decision::InSync => "in sync",
             Decision::Apply => "apply",
+            Decision::Recreate => "recreate",
         }
     }
 
@@ -717,6 +763,22 @@ mod tests {
             "true".to_string(),
         )]));
         assert_eq!(decision(&fixture, &foreign), "apply");
+        foreign.type_ = Some("kubernetes.io/tls".into());
+        assert_eq!(decision(&fixture, &foreign), "recreate");
+    }
+
+    #[test]
+    fn an_immutable_secret_that_differs_is_recreated() {
+        let fixture = fixture();
+        let mut immutable = applied(&fixture);
+        immutable.immutable = Some(true);
+        assert_eq!(decision(&fixture, &immutable), "in sync");
+        immutable
+            .data
+            .as_mut()
+            .expect("data")
+            .insert("password".into(), k8s_openapi::ByteString(b"old".to_vec()));
+        assert_eq!(decision(&fixture, &immutable), "recreate");
     }
 
     #[test]
