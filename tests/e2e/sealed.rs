@@ -87,7 +87,13 @@ async fn ready(bed: &Bed, namespace: &str, name: &str) -> (String, String, Optio
     )
 }
 
-async fn wait_ready(bed: &Bed, namespace: &str, name: &str, status: &str, reason: &str) -> Option<String> {
+async fn wait_ready(
+    bed: &Bed,
+    namespace: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Option<String> {
     let what = format!("{namespace}/{name} Ready={status} reason={reason}");
     eventually(&what, || async {
         let (s, r, key) = ready(bed, namespace, name).await;
@@ -145,7 +151,10 @@ fn sealed_secret_becomes_a_secret_with_the_right_bytes() {
     // fetch-key prints what the controller published, in the ConfigMap and over HTTP.
     let fetched = String::from_utf8(bed.sigil_ok(&["fetch-key"], b"")).expect("UTF-8");
     let (published, http) = bed.block_on(async {
-        (published_recipients(&bed).await, http_get(&bed, "/v1/recipients").await)
+        (
+            published_recipients(&bed).await,
+            http_get(&bed, "/v1/recipients").await,
+        )
     });
     assert_eq!(fetched, published);
     assert_eq!(fetched.lines().count(), 1, "{fetched}");
@@ -158,7 +167,11 @@ fn sealed_secret_becomes_a_secret_with_the_right_bytes() {
     bed.block_on(async {
         let created = create(&bed, &sealed).await;
         let key = wait_ready(&bed, "prod", "db", "True", "Unsealed").await;
-        assert_eq!(key.as_deref(), Some(active.as_str()), "status reports the key");
+        assert_eq!(
+            key.as_deref(),
+            Some(active.as_str()),
+            "status reports the key"
+        );
         let live = secret(&bed, "prod", "db").await.expect("Secret written");
         let values = data(&live);
         assert_eq!(values["password"], PASSWORD.as_bytes());
@@ -231,17 +244,35 @@ fn drift_is_reverted_deleted_secrets_come_back_and_nothing_storms() {
 
         // Steady state: no more writes to the Secret or the SealedSecret's status.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let secret_version = secret(&bed, "prod", "db").await.expect("Secret").metadata.resource_version;
+        let secret_version = secret(&bed, "prod", "db")
+            .await
+            .expect("Secret")
+            .metadata
+            .resource_version;
         let sealed_api: Api<SealedSecret> = Api::namespaced(bed.client.clone(), "prod");
-        let sealed_version = sealed_api.get("db").await.expect("SealedSecret").metadata.resource_version;
+        let sealed_version = sealed_api
+            .get("db")
+            .await
+            .expect("SealedSecret")
+            .metadata
+            .resource_version;
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(
-            secret(&bed, "prod", "db").await.expect("Secret").metadata.resource_version,
+            secret(&bed, "prod", "db")
+                .await
+                .expect("Secret")
+                .metadata
+                .resource_version,
             secret_version,
             "the Secret was written again without a change"
         );
         assert_eq!(
-            sealed_api.get("db").await.expect("SealedSecret").metadata.resource_version,
+            sealed_api
+                .get("db")
+                .await
+                .expect("SealedSecret")
+                .metadata
+                .resource_version,
             sealed_version,
             "the status was written again without a change"
         );
@@ -382,7 +413,8 @@ fn a_secret_sigil_does_not_own_is_never_overwritten() {
         assert_eq!(data(&live)["password"], b"someone-elses", "still untouched");
 
         // Annotated sigil.dev/managed=true: taken over (its type changes, so it is replaced).
-        let annotate = serde_json::json!({"metadata": {"annotations": {"sigil.dev/managed": "true"}}});
+        let annotate =
+            serde_json::json!({"metadata": {"annotations": {"sigil.dev/managed": "true"}}});
         let started = Instant::now();
         api.patch("db", &PatchParams::default(), &Patch::Merge(&annotate))
             .await
@@ -394,7 +426,10 @@ fn a_secret_sigil_does_not_own_is_never_overwritten() {
             .expect("delete the foreign Secret");
         wait_ready(&bed, "prod", "other", "True", "Unsealed").await;
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(4), "took {took:?}: the Secret watch did not trigger");
+        assert!(
+            took < Duration::from_secs(4),
+            "took {took:?}: the Secret watch did not trigger"
+        );
 
         let live = secret(&bed, "prod", "db").await.expect("Secret");
         assert_eq!(data(&live)["password"], PASSWORD.as_bytes());
@@ -454,9 +489,12 @@ fn key_renewal_activates_a_new_key_and_old_values_still_open() {
         );
 
         // Removing the old key takes effect without a restart: the old object no longer opens.
-        keys.delete(&format!("sigil-sealing-key-{old_key}"), &DeleteParams::default())
-            .await
-            .expect("delete the old key");
+        keys.delete(
+            &format!("sigil-sealing-key-{old_key}"),
+            &DeleteParams::default(),
+        )
+        .await
+        .expect("delete the old key");
         wait_ready(&bed, "prod", "old", "False", "DecryptFailed").await;
         let (status, _, _) = ready(&bed, "prod", "new").await;
         assert_eq!(status, "True");
@@ -487,17 +525,31 @@ fn recovery_recipients_are_published_and_open_values_offline() {
     let file = dir.path().join("sealed.yaml");
     std::fs::write(&file, &sealed).expect("write");
     let secret = bed.sigil_ok(
-        &["unseal", "--identity", &identity_path, "-f", file.to_str().expect("UTF-8")],
+        &[
+            "unseal",
+            "--identity",
+            &identity_path,
+            "-f",
+            file.to_str().expect("UTF-8"),
+        ],
         b"",
     );
-    let doc = &sigil::yaml::documents(std::str::from_utf8(&secret).expect("UTF-8")).expect("YAML")[0];
+    let doc =
+        &sigil::yaml::documents(std::str::from_utf8(&secret).expect("UTF-8")).expect("YAML")[0];
     assert_eq!(
-        BASE64.decode(doc["data"]["password"].as_str().expect("password")).expect("base64"),
+        BASE64
+            .decode(doc["data"]["password"].as_str().expect("password"))
+            .expect("base64"),
         PASSWORD.as_bytes()
     );
     // The reference age CLI opens it with the recovery key too.
-    let value = serde_json::to_value(sigil::yaml::documents(std::str::from_utf8(&sealed).expect("UTF-8")).expect("YAML")).expect("JSON");
-    let armored = value[0]["spec"]["encryptedData"]["blob"].as_str().expect("armored");
+    let value = serde_json::to_value(
+        sigil::yaml::documents(std::str::from_utf8(&sealed).expect("UTF-8")).expect("YAML"),
+    )
+    .expect("JSON");
+    let armored = value[0]["spec"]["encryptedData"]["blob"]
+        .as_str()
+        .expect("armored");
     let output = crate::support::sealed::run(
         std::process::Command::new(tool("age")).args(["-d", "-i", &identity_path]),
         armored.as_bytes(),
@@ -513,22 +565,37 @@ fn validate_and_reencrypt_go_through_the_controller() {
     let bed = Bed::start(|o| o.key_renew_period = Duration::from_secs(3));
     let first = String::from_utf8(bed.sigil_ok(&["fetch-key"], b"")).expect("UTF-8");
     let old_key = fingerprint_of(first.trim());
-    let sealed = bed.sigil_ok(&["seal", "--scope", "namespace"], secret_yaml("prod", "db").as_bytes());
+    let sealed = bed.sigil_ok(
+        &["seal", "--scope", "namespace"],
+        secret_yaml("prod", "db").as_bytes(),
+    );
     let file = bed.dir.path().join("sealed.yaml");
     std::fs::write(&file, &sealed).expect("write");
     let file = file.to_str().expect("UTF-8").to_string();
     let url = bed.http_url();
     let out = bed.sigil_ok(&["validate", "--controller-url", &url, &file], b"");
     assert!(
-        String::from_utf8_lossy(&out).contains(&format!("SealedSecret prod/db: ok (3 values, key {old_key})")),
+        String::from_utf8_lossy(&out).contains(&format!(
+            "SealedSecret prod/db: ok (3 values, key {old_key})"
+        )),
         "{}",
         String::from_utf8_lossy(&out)
     );
     // Out of scope: validate says so, without values, and fails.
-    let copied = String::from_utf8(sealed.clone()).expect("UTF-8").replace("namespace: prod", "namespace: dev");
+    let copied = String::from_utf8(sealed.clone())
+        .expect("UTF-8")
+        .replace("namespace: prod", "namespace: dev");
     let copied_file = bed.dir.path().join("copied.yaml");
     std::fs::write(&copied_file, copied).expect("write");
-    let output = bed.sigil(&["validate", "--controller-url", &url, copied_file.to_str().expect("UTF-8")], b"");
+    let output = bed.sigil(
+        &[
+            "validate",
+            "--controller-url",
+            &url,
+            copied_file.to_str().expect("UTF-8"),
+        ],
+        b"",
+    );
     assert!(!output.status.success());
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("ScopeMismatch"), "{err}");
@@ -551,10 +618,14 @@ fn validate_and_reencrypt_go_through_the_controller() {
         String::from_utf8_lossy(&out)
     );
     let rewritten: SealedSecret = serde_json::from_value(
-        sigil::yaml::documents(&std::fs::read_to_string(&file).expect("read")).expect("YAML")[0].clone(),
+        sigil::yaml::documents(&std::fs::read_to_string(&file).expect("read")).expect("YAML")[0]
+            .clone(),
     )
     .expect("SealedSecret");
-    assert_eq!(rewritten.spec.scope, sigil::api::sealed_secret::Scope::Namespace);
+    assert_eq!(
+        rewritten.spec.scope,
+        sigil::api::sealed_secret::Scope::Namespace
+    );
     let secrets = plaintexts();
     bed.assert_no_plaintext(&secrets.iter().map(Vec::as_slice).collect::<Vec<_>>());
 }

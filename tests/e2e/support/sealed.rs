@@ -234,7 +234,8 @@ impl Drop for Bed {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
-        if let (Some(runtime), Some(cluster)) = (self.server_runtime.as_ref(), self.cluster.take()) {
+        if let (Some(runtime), Some(cluster)) = (self.server_runtime.as_ref(), self.cluster.take())
+        {
             runtime.block_on(cluster.server.shutdown());
         }
         if let Some(runtime) = self.server_runtime.take() {
