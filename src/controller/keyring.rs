@@ -119,7 +119,7 @@ pub fn keyring_from_secrets(secrets: &[Secret]) -> (Keyring, Vec<String>) {
         let text = Zeroizing::new(String::from_utf8_lossy(&bytes.0).into_owned());
         match identity::parse_file(&text) {
             Ok(identities) => {
-                let created = created_at(&secret.metadata);
+                let created = created_at(&secret.metadata, &text);
                 keys.extend(
                     identities
                         .into_iter()
@@ -132,11 +132,14 @@ pub fn keyring_from_secrets(secrets: &[Secret]) -> (Keyring, Vec<String>) {
     (Keyring::new(keys), problems)
 }
 
-fn created_at(meta: &ObjectMeta) -> Option<jiff::Timestamp> {
+/// When a key was made: the annotation, else the identity file's `# created:`
+/// line (so an imported `age-keygen` key keeps its age), else the Secret's creation.
+fn created_at(meta: &ObjectMeta, file: &str) -> Option<jiff::Timestamp> {
     meta.annotations
         .as_ref()
         .and_then(|a| a.get(CREATED_ANNOTATION))
         .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .or_else(|| identity::created_comment(file))
         .or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0))
 }
 

@@ -32,6 +32,13 @@ pub fn parse_file(text: &str) -> Result<Vec<Identity>, IdentityError> {
     Ok(identities)
 }
 
+/// The time in the `# created: …` comment that `age-keygen` (and `sigil keygen`) write.
+pub fn created_comment(text: &str) -> Option<jiff::Timestamp> {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("# created:"))
+        .and_then(|time| time.trim().parse().ok())
+}
+
 /// A new identity as the text `age-keygen` writes: creation time and public key
 /// as comments, then the secret key. The text is wiped when dropped.
 pub fn generate_file(created: jiff::Timestamp) -> (Identity, Zeroizing<String>) {
@@ -60,6 +67,11 @@ mod tests {
         let (identity, text) = generate_file(jiff::Timestamp::UNIX_EPOCH);
         assert!(text.starts_with("# created: 1970-01-01T00:00:00Z\n# public key: age1"));
         let read = parse_file(&text).expect("parses");
+        assert_eq!(created_comment(&text), Some(jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            created_comment("# created: 2024-05-01T10:00:00+02:00\nAGE-SECRET-KEY-1X"),
+            "2024-05-01T08:00:00Z".parse().ok()
+        );
         assert_eq!(read.len(), 1);
         assert_eq!(
             read[0].to_public().to_string(),
