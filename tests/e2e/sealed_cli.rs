@@ -561,3 +561,41 @@ fn commands_needing_the_cluster_say_so_without_one() {
     );
     assert!(err.contains("Kubernetes config"), "{err}");
 }
+
+#[test]
+fn example_sealed_form_is_the_example_secret_sealed() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sealed-secret");
+    let identity = dir.join("demo-identity.txt");
+    let identity = identity.to_str().expect("UTF-8");
+    let sealed = dir.join("sealed-secret.yaml");
+    let sealed = sealed.to_str().expect("UTF-8");
+    sigil(&["validate", "--identity", identity, sealed], b"");
+    let data = unsealed_data(identity, sealed);
+    let secret = sigil::yaml::documents(
+        &std::fs::read_to_string(dir.join("secret.yaml")).expect("secret.yaml"),
+    )
+    .expect("YAML")
+    .remove(0);
+    let plain = secret["stringData"].as_object().expect("stringData");
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        plain.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in plain {
+        assert_eq!(
+            decoded(&data, key),
+            value.as_str().expect("string").as_bytes()
+        );
+    }
+    let doc = &documents(&std::fs::read(sealed).expect("sealed-secret.yaml"))[0];
+    assert_eq!(doc["metadata"]["name"], secret["metadata"]["name"]);
+    assert_eq!(
+        doc["metadata"]["namespace"],
+        secret["metadata"]["namespace"]
+    );
+    assert_eq!(doc["spec"]["scope"], "strict");
+    assert_eq!(
+        doc["spec"]["template"]["metadata"]["labels"],
+        secret["metadata"]["labels"]
+    );
+}
