@@ -113,8 +113,8 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
         () = ctx.shutdown.cancelled() => return,
         loaded = keys.loaded() => if loaded.is_none() { return },
     }
-    let sealed: Api<SealedSecret> = Api::all(ctx.client.clone());
-    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(ctx.client.clone());
+    let sealed: Api<SealedSecret> = ctx.watched();
+    let secrets: Api<PartialObjectMeta<Secret>> = ctx.watched();
     // Every Secret event (metadata only) wakes the SealedSecret of the same name:
     // the Secrets it owns (drift, deletion), and also foreign ones that block it
     // (`SecretExists`) being deleted or annotated `sigil.dev/managed`.

@@ -207,6 +207,15 @@ fn sealed_secret_becomes_a_secret_with_the_right_bytes() {
             "{metrics}"
         );
         assert!(metrics.contains("sigil_sealing_keys 1"), "{metrics}");
+
+        // The Secret goes with its SealedSecret (ownerReference, garbage collection).
+        api.delete("db", &DeleteParams::default())
+            .await
+            .expect("delete SealedSecret");
+        eventually("the Secret garbage-collected", || async {
+            secret(&bed, "prod", "db").await.is_none().then_some(())
+        })
+        .await;
     });
     let secrets = plaintexts();
     bed.assert_no_plaintext(&secrets.iter().map(Vec::as_slice).collect::<Vec<_>>());
