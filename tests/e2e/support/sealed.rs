@@ -207,7 +207,11 @@ impl Bed {
     pub fn assert_no_plaintext(&self, secrets: &[&[u8]]) {
         use base64::Engine;
         let logs = self.logs.text();
-        assert!(!logs.is_empty(), "the controller logged nothing at all");
+        // Proof that the capture sees the controller's tasks, not just this thread.
+        assert!(
+            logs.contains("generated a new active sealing key"),
+            "the controller's logs were not captured:\n{logs}"
+        );
         for secret in secrets {
             let text = String::from_utf8_lossy(secret);
             let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
