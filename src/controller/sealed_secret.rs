@@ -80,8 +80,12 @@ struct Synced {
 struct State {
     ctx: Arc<Context>,
     keys: KeyringHandle,
+    store: Store<SealedSecret>,
     failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
 }
+
+/// Past this many failing objects, entries of deleted objects are dropped.
+const FAILURES_PRUNE_AT: usize = 1024;
 
 impl State {
     /// The next retry delay for a failing object: 1s, 2s, 4s … capped, forever.
@@ -89,6 +93,9 @@ impl State {
         let Ok(mut failures) = self.failures.lock() else {
             return BACKOFF_CAP;
         };
+        if failures.len() >= FAILURES_PRUNE_AT {
+            failures.retain(|reference, _| self.store.get(reference).is_some());
+        }
         let count = failures.entry(object.clone()).or_insert(0);
         let delay = backoff_delay(*count);
         *count = count.saturating_add(1);
@@ -137,6 +144,7 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
     let state = Arc::new(State {
         ctx: ctx.clone(),
         keys,
+        store,
         failures: Mutex::new(HashMap::new()),
     });
     tracing::info!(controller = CONTROLLER, "starting");
@@ -248,7 +256,6 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         Some(mut live) => {
             let decision = decide(object, &live, &desired, &opened);
             wipe(&mut live);
-            let live = live;
             match decision {
                 Decision::NotOurs => {
                     manifest::wipe_secret_manifest(&mut desired);
