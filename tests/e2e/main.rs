@@ -3,5 +3,7 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod dev_api;
+mod kubectl;
 mod support;
 mod tools;
