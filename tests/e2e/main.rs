@@ -3,6 +3,10 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod dev_api;
+mod kubectl;
+mod sealed;
 mod sealed_cli;
+mod sealed_example;
 mod support;
 mod tools;
