@@ -51,7 +51,7 @@ enum Command {
         after_help = "Examples:\n  sigil fetch-key > recipients.txt\n  sigil seal --recipients-file recipients.txt < secret.yaml"
     )]
     FetchKey(cli::fetch_key::Args),
-    /// Open SealedSecrets with an identity file and print the Secrets (disaster recovery).
+    /// Open SealedSecrets with an identity file, print the Secrets (disaster recovery).
     #[command(
         after_help = "Examples:\n  sigil unseal --identity recovery.key < sealed.yaml\n  sigil unseal -i recovery.key -f sealed.yaml -o json"
     )]
@@ -61,7 +61,7 @@ enum Command {
         after_help = "Examples:\n  sigil reencrypt sealed/*.yaml\n  sigil reencrypt --identity recovery.key --recipients-file recipients.txt sealed.yaml"
     )]
     Reencrypt(cli::reencrypt::Args),
-    /// Check that the cluster (or an identity) can open SealedSecret manifests, without printing values.
+    /// Check that the cluster (or an identity) can open SealedSecrets (prints no value).
     #[command(
         after_help = "Examples:\n  sigil validate sealed.yaml\n  sigil validate --identity recovery.key sealed/*.yaml"
     )]
