@@ -6,8 +6,10 @@
 
 pub mod context;
 pub mod error;
+pub mod keyring;
 pub mod leader;
 pub mod metrics;
+pub mod sealed_secret;
 pub mod shard;
 
 use std::future::Future;
@@ -24,6 +26,8 @@ pub use shard::Shard;
 pub struct Options {
     /// Namespace the controller keeps its keys, recipients ConfigMap and lease in.
     pub namespace: String,
+    /// Only this namespace's objects are reconciled; None: every namespace.
+    pub watch_namespace: Option<String>,
     /// Address of the HTTP port: health, metrics, recipients, webhooks.
     pub http_listen: SocketAddr,
     /// How often a new sealing key becomes active; zero never renews.
@@ -42,6 +46,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             namespace: "sigil-system".to_string(),
+            watch_namespace: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             key_renew_period: Duration::from_secs(720 * 3600),
             recovery_recipients: Vec::new(),
@@ -107,6 +112,10 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
+    let keys = keyring::KeyringHandle::default();
+    let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
+    let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
     ctx.set_ready(true);
     ctx.shutdown.cancelled().await;
+    let _ = tokio::join!(sealing, sealed);
 }

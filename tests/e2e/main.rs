@@ -5,5 +5,8 @@ mod cli_help;
 mod crds;
 mod dev_api;
 mod kubectl;
+mod sealed;
+mod sealed_cli;
+mod sealed_example;
 mod support;
 mod tools;
