@@ -23,6 +23,7 @@ mod crd;
 mod defaults;
 mod delete;
 mod discovery;
+mod fields;
 mod http;
 mod jsonpath;
 mod names;

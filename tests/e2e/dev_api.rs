@@ -1944,3 +1944,73 @@ async fn impersonated_service_accounts_get_what_rbac_grants() {
         .await
         .expect("discovery stays open");
 }
+
+#[tokio::test]
+async fn field_validation_strict_refuses_and_warn_drops_unknown_fields() {
+    let c = cluster().await;
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo"}, "datax": {"a": "1"}});
+    let (code, _, status) = raw(
+        &c.client,
+        "POST",
+        "/api/v1/namespaces/apps/configmaps?fieldValidation=Strict",
+        &[("Content-Type", "application/json")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("strict decoding error: unknown field \"datax\"")),
+        "{status}"
+    );
+
+    let req = http::Request::post("/api/v1/namespaces/apps/configmaps")
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .expect("request");
+    let resp = c.client.send(req).await.expect("send");
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "the default (Warn) accepts the object"
+    );
+    let warning = resp
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        warning.starts_with("299 - ") && warning.contains("unknown field"),
+        "{warning}"
+    );
+    let stored = configmaps(&c).get("typo").await.expect("stored");
+    assert!(
+        serde_json::to_value(&stored)
+            .expect("json")
+            .get("datax")
+            .is_none(),
+        "unknown fields are dropped"
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .expect("CRD");
+    let (code, _, status) = raw(
+        &c.client,
+        "POST",
+        "/apis/example.com/v1/namespaces/apps/widgets?fieldValidation=Strict",
+        &[("Content-Type", "application/json")],
+        Some(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"colour": "red"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field \"spec.colour\"")),
+        "{status}"
+    );
+}
