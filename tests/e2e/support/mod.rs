@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod api_proxy;
+pub mod controller;
 pub mod dev;
 pub mod tools;
