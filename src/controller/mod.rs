@@ -6,8 +6,10 @@
 
 pub mod context;
 pub mod error;
+pub mod keyring;
 pub mod leader;
 pub mod metrics;
+pub mod sealed_secret;
 pub mod shard;
 
 use std::future::Future;
@@ -116,6 +118,10 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
+    let keys = keyring::KeyringHandle::default();
+    let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
+    let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
     ctx.set_ready(true);
     ctx.shutdown.cancelled().await;
+    let _ = tokio::join!(sealing, sealed);
 }

@@ -6,5 +6,8 @@ mod crds;
 mod dev_api;
 mod ha;
 mod kubectl;
+mod sealed;
+mod sealed_cli;
+mod sealed_example;
 mod support;
 mod tools;

@@ -3,4 +3,5 @@
 pub mod api_proxy;
 pub mod controller;
 pub mod dev;
+pub mod sealed;
 pub mod tools;
