@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
-
 use crate::support::api_proxy::ApiProxy;
 use crate::support::controller::{ControllerProcess, client, lease_holder};
 use crate::support::dev::DevProcess;
+use crate::support::objects::{
+    create_namespace, create_sealed_secret, wait_for_recipients, wait_for_secret,
+};
 
 /// The Lease of an unsharded controller.
 pub const LEASE: &str = "sigil-controller";
@@ -29,6 +28,29 @@ impl Replica {
         let proxy = ApiProxy::start(&dev.kubeconfig, dev.home(), name).await;
         let process = ControllerProcess::start(name, &proxy.kubeconfig, dev.home(), args).await;
         Replica { process, proxy }
+    }
+
+    /// Its successful writes other than to the Lease `lease`, as `METHOD path` lines.
+    pub fn writes_besides_lease(&self, lease: &str) -> Vec<String> {
+        self.proxy
+            .writes()
+            .into_iter()
+            .filter(|w| !w.is_lease(lease))
+            .map(|w| format!("{} {}", w.method, w.path))
+            .collect()
+    }
+
+    /// Whether it wrote a path containing `part` (e.g. `/namespaces/apps/secrets/db`). Waits
+    /// up to a second for it: the proxy logs a write once the answer is back, a moment after the
+    /// API server stored the object.
+    pub async fn wrote(&self, part: &str) -> bool {
+        for _ in 0..20 {
+            if self.proxy.writes().iter().any(|w| w.path.contains(part)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// Successful writes to the Lease `lease` answered after `since`.
@@ -58,24 +80,15 @@ impl Replica {
     }
 }
 
-/// `sigil dev --no-controller` with the controller's namespace created.
+/// Namespace of the SealedSecrets the replicas reconcile.
+pub const APPS: &str = "apps";
+
+/// `sigil dev --no-controller` with the controller's namespace and [`APPS`] created.
 pub async fn dev_without_controller() -> (DevProcess, kube::Client) {
     let dev = DevProcess::start(&["--no-controller"]);
     let client = client(&dev.kubeconfig).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    name: Some("sigil-system".to_string()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await
-        .expect("create sigil-system");
+    create_namespace(&client, "sigil-system").await;
+    create_namespace(&client, APPS).await;
     (dev, client)
 }
 
@@ -129,6 +142,12 @@ async fn leader_and_standby(dev: &DevProcess, client: &kube::Client) -> (Replica
     let first = wait_for_holder(client, LEASE, &["sigil-a", "sigil-b"]).await;
     let (leader, standby) = if first == "sigil-a" { (a, b) } else { (b, a) };
 
+    // The leader does the work: makes the sealing key, publishes the recipients, opens a
+    // SealedSecret into its Secret.
+    wait_for_recipients(client, Duration::from_secs(20)).await;
+    create_sealed_secret(client, &dev.kubeconfig, APPS, "before", "one").await;
+    wait_for_secret(client, APPS, "before", Duration::from_secs(20)).await;
+
     // Let both run for several renewal periods (2 s each).
     let watched_from = Instant::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -152,6 +171,18 @@ async fn leader_and_standby(dev: &DevProcess, client: &kube::Client) -> (Replica
         "a standby writes nothing: {:?}",
         standby.proxy.writes()
     );
+    for work in [
+        "/namespaces/sigil-system/configmaps/sigil-recipients",
+        "/namespaces/sigil-system/secrets",
+        "/namespaces/apps/secrets/before",
+    ] {
+        assert!(
+            leader.wrote(work).await,
+            "the leader wrote {work}: {:?}",
+            leader.writes_besides_lease(LEASE)
+        );
+    }
+    assert!(leader.reconciles().await > 0.0, "the leader reconciles");
     assert_eq!(
         standby.reconciles().await,
         0.0,
@@ -176,15 +207,31 @@ async fn one_replica_leads_and_a_killed_leader_is_replaced_within_15_seconds() {
     let killed = Instant::now();
     leader.process.signal("KILL");
     leader.process.wait_exit(Duration::from_secs(10)).await;
+    // Work that arrives while nobody leads waits for the new leader.
+    create_sealed_secret(&client, &dev.kubeconfig, APPS, "after", "two").await;
     let took = wait_for_takeover(&client, &standby, killed, FAILOVER_LIMIT).await;
+    wait_for_secret(
+        &client,
+        APPS,
+        "after",
+        FAILOVER_LIMIT + Duration::from_secs(5),
+    )
+    .await;
+    let working = killed.elapsed();
     println!(
-        "failover after SIGKILL of the leader: {:.1} s (limit {} s)",
+        "failover after SIGKILL of the leader: lease taken after {:.1} s, first Secret written after {:.1} s (limit {} s)",
         took.as_secs_f64(),
+        working.as_secs_f64(),
         FAILOVER_LIMIT.as_secs()
     );
     assert!(
-        took <= FAILOVER_LIMIT,
-        "failover took {took:?}, more than {FAILOVER_LIMIT:?}"
+        working <= FAILOVER_LIMIT,
+        "failover took {working:?}, more than {FAILOVER_LIMIT:?}"
+    );
+    assert!(
+        standby.wrote("/namespaces/apps/secrets/after").await,
+        "the new leader wrote the Secret: {:?}",
+        standby.writes_besides_lease(LEASE)
     );
     // The lease lasts 10 s and the killed leader renewed at most 2 s before dying: a standby
     // that took over much sooner would not be respecting a live lease.
@@ -223,15 +270,24 @@ async fn sigterm_releases_the_lease_so_the_standby_takes_over_at_once() {
         leader.proxy.writes_since(terminated),
         leader.process.log()
     );
+    create_sealed_secret(&client, &dev.kubeconfig, APPS, "after", "two").await;
     let took = wait_for_takeover(&client, &standby, terminated, FAILOVER_LIMIT).await;
+    wait_for_secret(&client, APPS, "after", FAILOVER_LIMIT).await;
+    let working = terminated.elapsed();
     println!(
-        "failover after SIGTERM of the leader: {:.1} s (the leader exited after {:.2} s)",
+        "failover after SIGTERM of the leader: lease taken after {:.1} s, first Secret written after {:.1} s (the leader exited after {:.2} s)",
         took.as_secs_f64(),
+        working.as_secs_f64(),
         stopped.as_secs_f64()
     );
     assert!(
-        took < Duration::from_secs(5),
-        "a released lease is taken within one retry period, not after expiry: {took:?}"
+        working < Duration::from_secs(6),
+        "a released lease is taken within one retry period, not after expiry: {working:?}"
+    );
+    assert!(
+        standby.wrote("/namespaces/apps/secrets/after").await,
+        "the new leader wrote the Secret: {:?}",
+        standby.writes_besides_lease(LEASE)
     );
 
     // No overlap: the old leader's last write precedes the new leader's first.

@@ -3,5 +3,6 @@
 pub mod api_proxy;
 pub mod controller;
 pub mod dev;
+pub mod objects;
 pub mod sealed;
 pub mod tools;
