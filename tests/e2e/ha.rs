@@ -44,8 +44,19 @@ impl Replica {
     /// up to a second for it: the proxy logs a write once the answer is back, a moment after the
     /// API server stored the object.
     pub async fn wrote(&self, part: &str) -> bool {
+        self.wrote_where(|path| path.contains(part)).await
+    }
+
+    /// Whether it wrote exactly `path` (query aside), e.g. `/api/v1/namespaces/apps/secrets/db`;
+    /// waits like [`Replica::wrote`].
+    pub async fn wrote_path(&self, path: &str) -> bool {
+        self.wrote_where(|written| written.split('?').next() == Some(path))
+            .await
+    }
+
+    async fn wrote_where(&self, matches: impl Fn(&str) -> bool) -> bool {
         for _ in 0..20 {
-            if self.proxy.writes().iter().any(|w| w.path.contains(part)) {
+            if self.proxy.writes().iter().any(|w| matches(&w.path)) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -3,6 +3,7 @@
 pub mod api_proxy;
 pub mod controller;
 pub mod dev;
+pub mod kube_cli;
 pub mod objects;
 pub mod sealed;
 pub mod tools;
