@@ -207,7 +207,8 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
     );
     drop(controller);
 
-    // Upgrade: values change the Deployment; CRDs stay.
+    // Upgrade: values change the Deployment, add a NetworkPolicy, and split it into two
+    // shards (two Deployments replace the one); CRDs stay.
     cli.helm(&[
         "upgrade",
         "sigil",
@@ -218,13 +219,31 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
         "replicaCount=3",
         "--set",
         "controller.keyRenewPeriod=240h",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "sharding.shards=2",
     ]);
-    let deployment = cli.kubectl_json(&["-n", NS, "get", "deployment", "sigil"]);
-    assert_eq!(deployment["spec"]["replicas"], 3);
-    assert!(
-        deployment_args(&deployment).contains(&"--key-renew-period=240h".to_string()),
-        "{deployment}"
-    );
+    for shard in 0..2 {
+        let name = format!("sigil-shard-{shard}");
+        let deployment = cli.kubectl_json(&["-n", NS, "get", "deployment", &name]);
+        assert_eq!(deployment["spec"]["replicas"], 3);
+        let args = deployment_args(&deployment);
+        for expected in [
+            "--key-renew-period=240h".to_string(),
+            format!("--shard={shard}"),
+            "--shards=2".to_string(),
+        ] {
+            assert!(args.contains(&expected), "{name}: {args:?}");
+        }
+        assert_exists(&cli, &["-n", NS, "get", "poddisruptionbudget", &name]);
+    }
+    let replaced = cli.kubectl_fails(&["-n", NS, "get", "deployment", "sigil"]);
+    assert!(replaced.contains("NotFound"), "{replaced}");
+    assert_exists(&cli, &["-n", NS, "get", "networkpolicy", "sigil"]);
+    for crd in crd_names() {
+        cli.kubectl(&["get", "crd", &crd]);
+    }
     let history = cli.helm(&["history", "sigil", "-n", NS]);
     assert!(
         history
@@ -240,7 +259,8 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
     let uninstalled = cli.helm(&["uninstall", "sigil", "-n", NS]);
     assert!(uninstalled.contains("uninstalled"), "{uninstalled}");
     for args in [
-        vec!["-n", NS, "get", "deployment", "sigil"],
+        vec!["-n", NS, "get", "deployment", "sigil-shard-0"],
+        vec!["-n", NS, "get", "networkpolicy", "sigil"],
         vec!["-n", NS, "get", "serviceaccount", "sigil"],
         vec!["-n", NS, "get", "service", "sigil"],
         vec!["-n", NS, "get", "role", "sigil-namespace-write"],
