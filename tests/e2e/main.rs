@@ -7,6 +7,7 @@ mod dev_api;
 mod ha;
 mod helm_install;
 mod kubectl;
+mod metrics;
 mod sealed;
 mod sealed_cli;
 mod sealed_example;
