@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, authorization, coordination, core, events, rbac};
+use k8s_openapi::api::{apps, authorization, coordination, core, events, networking, policy, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
@@ -39,6 +39,8 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
         Builtin::Deployment => add::<apps::v1::Deployment>(g),
         Builtin::StatefulSet => add::<apps::v1::StatefulSet>(g),
         Builtin::DaemonSet => add::<apps::v1::DaemonSet>(g),
+        Builtin::PodDisruptionBudget => add::<policy::v1::PodDisruptionBudget>(g),
+        Builtin::NetworkPolicy => add::<networking::v1::NetworkPolicy>(g),
         Builtin::Lease => add::<coordination::v1::Lease>(g),
         Builtin::Role => add::<rbac::v1::Role>(g),
         Builtin::RoleBinding => add::<rbac::v1::RoleBinding>(g),

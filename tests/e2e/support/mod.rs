@@ -1,5 +1,9 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod api_proxy;
+pub mod controller;
 pub mod dev;
+pub mod kube_cli;
+pub mod objects;
 pub mod sealed;
 pub mod tools;
