@@ -7,9 +7,24 @@ use zeroize::Zeroizing;
 
 use super::FetchError;
 
+/// How to reach a remote: authentication and, for https, extra trusted CA certificates.
+/// `Debug` never shows a secret value.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    pub auth: Auth,
+    /// PEM certificates (the Secret's `ca.crt`) trusted for https besides the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl From<Auth> for Credentials {
+    fn from(auth: Auth) -> Self {
+        Self { auth, ca_pem: None }
+    }
+}
+
 /// How to authenticate to a remote. `Debug` never shows a secret value.
 #[derive(Debug, Default)]
-pub enum Credentials {
+pub enum Auth {
     /// Anonymous (or `file://`).
     #[default]
     None,
@@ -29,8 +44,24 @@ pub enum Credentials {
 
 impl Credentials {
     /// Reads the Secret's data: `identity` + `known_hosts` (ssh), `bearerToken`, or
-    /// `username` + `password` (https). The error names the missing or malformed key.
+    /// `username` + `password` (https), and `ca.crt`. The error names the missing or malformed key.
     pub fn from_secret_data(
+        secret_name: &str,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, FetchError> {
+        let ca_pem = data.get("ca.crt").filter(|ca| !ca.is_empty()).cloned();
+        let auth = if data.len() == usize::from(ca_pem.is_some()) {
+            Auth::None
+        } else {
+            Auth::from_secret_data(secret_name, data)?
+        };
+        Ok(Self { auth, ca_pem })
+    }
+}
+
+impl Auth {
+    /// The authentication part of [`Credentials::from_secret_data`].
+    fn from_secret_data(
         secret_name: &str,
         data: &BTreeMap<String, Vec<u8>>,
     ) -> Result<Self, FetchError> {
@@ -59,18 +90,16 @@ impl Credentials {
                     "Secret {secret_name}: key identity is empty"
                 )));
             }
-            return Ok(Credentials::Ssh {
+            return Ok(Auth::Ssh {
                 identity: SecretBox::new(Box::new(identity.to_vec())),
                 known_hosts,
             });
         }
         if let Some(token) = text("bearerToken")? {
-            return Ok(Credentials::Bearer(SecretString::from(
-                token.trim().to_string(),
-            )));
+            return Ok(Auth::Bearer(SecretString::from(token.trim().to_string())));
         }
         match (text("username")?, text("password")?) {
-            (Some(username), Some(password)) => Ok(Credentials::Basic {
+            (Some(username), Some(password)) => Ok(Auth::Basic {
                 username,
                 password: SecretString::from(password),
             }),
@@ -89,10 +118,10 @@ impl Credentials {
     /// Name of the kind, for messages.
     pub fn kind(&self) -> &'static str {
         match self {
-            Credentials::None => "none",
-            Credentials::Basic { .. } => "basic auth",
-            Credentials::Bearer(_) => "bearer token",
-            Credentials::Ssh { .. } => "ssh key",
+            Auth::None => "no",
+            Auth::Basic { .. } => "basic auth",
+            Auth::Bearer(_) => "bearer token",
+            Auth::Ssh { .. } => "ssh key",
         }
     }
 }
@@ -111,12 +140,13 @@ mod tests {
     #[test]
     fn reads_each_kind() {
         assert!(matches!(
-            Credentials::from_secret_data("s", &data(&[("username", "u"), ("password", "p")])),
-            Ok(Credentials::Basic { .. })
+            Credentials::from_secret_data("s", &data(&[("username", "u"), ("password", "p")]))
+                .map(|c| c.auth),
+            Ok(Auth::Basic { .. })
         ));
         assert!(matches!(
-            Credentials::from_secret_data("s", &data(&[("bearerToken", "t")])),
-            Ok(Credentials::Bearer(_))
+            Credentials::from_secret_data("s", &data(&[("bearerToken", "t")])).map(|c| c.auth),
+            Ok(Auth::Bearer(_))
         ));
         assert!(matches!(
             Credentials::from_secret_data(
@@ -125,9 +155,17 @@ mod tests {
                     ("identity", "KEY"),
                     ("known_hosts", "host ssh-ed25519 AAAA")
                 ])
-            ),
-            Ok(Credentials::Ssh { .. })
+            )
+            .map(|c| c.auth),
+            Ok(Auth::Ssh { .. })
         ));
+    }
+
+    #[test]
+    fn a_ca_alone_is_anonymous_https() {
+        let creds = Credentials::from_secret_data("s", &data(&[("ca.crt", "PEM")])).expect("ok");
+        assert!(matches!(creds.auth, Auth::None));
+        assert_eq!(creds.ca_pem.as_deref(), Some(b"PEM".as_slice()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use super::error::{chain, scrub};
 use super::ssh::SshFiles;
-use super::{Credentials, FetchError, Reference};
+use super::{Auth, Credentials, FetchError, Reference};
 
 /// What to fetch and how to authenticate.
 #[derive(Debug)]
@@ -59,13 +59,12 @@ pub fn fetch(
         url: shown_url.clone(),
         message: e.to_string(),
     })?;
-    check_scheme_and_credentials(&url, request.credentials, &shown_url)?;
-    let secrets = secret_values(request.credentials);
-    let fail = |err: gix::Error| classify(&err, &shown_url, request, &secrets);
+    check_scheme_and_credentials(&url, &request.credentials.auth, &shown_url)?;
+    let secrets = secret_values(&request.credentials.auth);
 
     let repo = open_or_init(repo_dir)?;
-    let ssh_files = match request.credentials {
-        Credentials::Ssh {
+    let ssh_files = match &request.credentials.auth {
+        Auth::Ssh {
             identity,
             known_hosts,
         } => Some(
@@ -77,6 +76,10 @@ pub fn fetch(
             })?,
         ),
         _ => None,
+    };
+    let fail = |err: gix::Error| {
+        let ssh_stderr = ssh_files.as_ref().map(SshFiles::stderr).unwrap_or_default();
+        classify(&err, &ssh_stderr, &shown_url, request, &secrets)
     };
     let ssh_options = transport::ssh::connect::Options {
         command: Some(
@@ -106,9 +109,9 @@ pub fn fetch(
         .with_fetch_tags(gix::remote::fetch::Tags::None);
     let mut connection = remote.to_connection_with_transport(connection);
     if matches!(url.scheme, gix::url::Scheme::Http | gix::url::Scheme::Https) {
-        connection.set_transport_options(Box::new(http_options(request.credentials)));
+        connection.set_transport_options(Box::new(http_options(request.credentials)?));
     }
-    let connection = connection.with_credentials(credentials_callback(request.credentials));
+    let connection = connection.with_credentials(credentials_callback(&request.credentials.auth));
 
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
@@ -150,7 +153,7 @@ pub fn fetch(
 
 fn check_scheme_and_credentials(
     url: &gix::Url,
-    credentials: &Credentials,
+    credentials: &Auth,
     shown_url: &str,
 ) -> Result<(), FetchError> {
     use gix::url::Scheme;
@@ -161,18 +164,18 @@ fn check_scheme_and_credentials(
         )))
     };
     match (&url.scheme, credentials) {
-        (Scheme::Https | Scheme::Http, Credentials::Ssh { .. }) => mismatch("an http(s)"),
+        (Scheme::Https | Scheme::Http, Auth::Ssh { .. }) => mismatch("an http(s)"),
         (Scheme::Https | Scheme::Http, _) => Ok(()),
-        (Scheme::Ssh, Credentials::Basic { .. } | Credentials::Bearer(_)) => mismatch("an ssh"),
+        (Scheme::Ssh, Auth::Basic { .. } | Auth::Bearer(_)) => mismatch("an ssh"),
         (Scheme::Ssh, _) => Ok(()),
         // `git upload-pack` reports a missing repository only on its stderr, which gix does not keep.
-        (Scheme::File, Credentials::None) if !Path::new(&url.path.to_string()).is_dir() => {
+        (Scheme::File, Auth::None) if !Path::new(&url.path.to_string()).is_dir() => {
             Err(FetchError::NotFound {
                 url: shown_url.to_string(),
                 message: "no such folder".to_string(),
             })
         }
-        (Scheme::File, Credentials::None) => Ok(()),
+        (Scheme::File, Auth::None) => Ok(()),
         (Scheme::File, _) => mismatch("a file"),
         (other, _) => Err(FetchError::InvalidUrl {
             url: shown_url.to_string(),
@@ -233,7 +236,7 @@ fn open_or_init(dir: &Path) -> Result<gix::Repository, FetchError> {
     .map_err(cache_error)
 }
 
-fn http_options(credentials: &Credentials) -> http::Options {
+fn http_options(credentials: &Credentials) -> Result<http::Options, FetchError> {
     let mut options = http::Options {
         connect_timeout: Some(std::time::Duration::from_secs(20)),
         // Abort a transfer that stalls below 1 KiB/s for a minute.
@@ -242,12 +245,30 @@ fn http_options(credentials: &Credentials) -> http::Options {
         user_agent: Some(format!("sigil/{}", env!("CARGO_PKG_VERSION"))),
         ..Default::default()
     };
-    if let Credentials::Bearer(token) = credentials {
+    if let Auth::Bearer(token) = &credentials.auth {
         options
             .extra_headers
             .push(format!("Authorization: Bearer {}", token.expose_secret()));
     }
-    options
+    if let Some(pem) = &credentials.ca_pem {
+        let certificates = reqwest::Certificate::from_pem_bundle(pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .ok_or_else(|| {
+                FetchError::Credentials("key ca.crt holds no PEM certificate".to_string())
+            })?;
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(move |builder| {
+                Ok(certificates
+                    .iter()
+                    .cloned()
+                    .fold(builder, |b, cert| b.add_root_certificate(cert)))
+            })),
+            configure_request: None,
+        };
+        options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
+    }
+    Ok(options)
 }
 
 type CredentialsFn<'a> = Box<
@@ -258,27 +279,26 @@ type CredentialsFn<'a> = Box<
 >;
 
 /// Answers gix's credential requests from the Secret only: never a helper, never a prompt.
-fn credentials_callback(credentials: &Credentials) -> CredentialsFn<'_> {
+fn credentials_callback(credentials: &Auth) -> CredentialsFn<'_> {
     Box::new(move |action| match (action, credentials) {
-        (
-            gix::credentials::helper::Action::Get(context),
-            Credentials::Basic { username, password },
-        ) => Ok(Some(gix::credentials::protocol::Outcome {
-            identity: gix::sec::identity::Account {
-                username: username.clone(),
-                password: password.expose_secret().to_string(),
-                oauth_refresh_token: None,
-            },
-            next: context.into(),
-        })),
+        (gix::credentials::helper::Action::Get(context), Auth::Basic { username, password }) => {
+            Ok(Some(gix::credentials::protocol::Outcome {
+                identity: gix::sec::identity::Account {
+                    username: username.clone(),
+                    password: password.expose_secret().to_string(),
+                    oauth_refresh_token: None,
+                },
+                next: context.into(),
+            }))
+        }
         _ => Ok(None),
     })
 }
 
-fn secret_values(credentials: &Credentials) -> Vec<&str> {
+fn secret_values(credentials: &Auth) -> Vec<&str> {
     match credentials {
-        Credentials::Basic { password, .. } => vec![password.expose_secret()],
-        Credentials::Bearer(token) => vec![token.expose_secret()],
+        Auth::Basic { password, .. } => vec![password.expose_secret()],
+        Auth::Bearer(token) => vec![token.expose_secret()],
         _ => Vec::new(),
     }
 }
@@ -287,12 +307,17 @@ fn secret_values(credentials: &Credentials) -> Vec<&str> {
 /// (ssh and `git upload-pack` only report in text).
 fn classify(
     err: &gix::Error,
+    ssh_stderr: &str,
     shown_url: &str,
     request: &FetchRequest<'_>,
     secrets: &[&str],
 ) -> FetchError {
     use gix::error::Class;
-    let message = scrub(chain(err), secrets);
+    let mut message = chain(err);
+    if !ssh_stderr.trim().is_empty() {
+        message = format!("{message}: {}", ssh_stderr.trim());
+    }
+    let message = scrub(message, secrets);
     let lower = message.to_lowercase();
     let url = shown_url.to_string();
     let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
@@ -377,9 +402,9 @@ mod tests {
     #[test]
     fn credentials_must_fit_the_scheme() {
         let url = gix::url::parse("file:///tmp/x").expect("url");
-        let creds = Credentials::Bearer(secrecy::SecretString::from("t".to_string()));
+        let creds = Auth::Bearer(secrecy::SecretString::from("t".to_string()));
         assert!(check_scheme_and_credentials(&url, &creds, "file:///tmp/x").is_err());
         let url = gix::url::parse("ftp://host/x").expect("url");
-        assert!(check_scheme_and_credentials(&url, &Credentials::None, "ftp://host/x").is_err());
+        assert!(check_scheme_and_credentials(&url, &Auth::None, "ftp://host/x").is_err());
     }
 }

@@ -17,7 +17,7 @@ mod ssh;
 pub mod tree;
 
 pub use cache::Cache;
-pub use credentials::Credentials;
+pub use credentials::{Auth, Credentials};
 pub use error::{FetchError, TreeError};
 pub use fetch::{FetchRequest, Fetched};
 pub use tree::{TreeFile, TreeLimits};

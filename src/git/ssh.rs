@@ -63,7 +63,26 @@ impl SshFiles {
             cmd.push_str(" -o ");
             cmd.push_str(option);
         }
+        // Keep ssh's own messages (host key and auth failures) for the error; gix does not.
+        cmd.push_str(" 2>>");
+        cmd.push_str(&shell_quote(&self.stderr_path().to_string_lossy()));
         cmd.into()
+    }
+
+    fn stderr_path(&self) -> PathBuf {
+        self.dir.join("stderr")
+    }
+
+    /// What ssh (and the remote `git upload-pack`) wrote on stderr, at most 4 KiB.
+    pub(crate) fn stderr(&self) -> String {
+        let text = std::fs::read(self.stderr_path()).unwrap_or_default();
+        let start = text.len().saturating_sub(4096);
+        String::from_utf8_lossy(&text[start..])
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 

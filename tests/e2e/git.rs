@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sigil::git::{Cache, Credentials, FetchError, Reference, TreeError, TreeLimits};
+use sigil::git::{Auth, Cache, Credentials, FetchError, Reference, TreeError, TreeLimits};
 
 use crate::support::git_repo::GitRepo;
 
@@ -34,7 +34,7 @@ async fn fetch(
             repo_dir.to_path_buf(),
             url.to_string(),
             reference,
-            Credentials::None,
+            Credentials::default(),
             TIMEOUT,
         )
         .await
@@ -258,4 +258,207 @@ async fn symlinks_never_leave_the_tree_and_caps_hold() {
         .await
         .expect_err("absolute link");
     assert!(matches!(err, TreeError::SymlinkEscapes { .. }), "{err}");
+}
+
+fn with_ca(auth: Auth, ca_pem: &str) -> Credentials {
+    Credentials {
+        auth,
+        ca_pem: Some(ca_pem.as_bytes().to_vec()),
+    }
+}
+
+fn basic(username: &str, password: &str) -> Auth {
+    Auth::Basic {
+        username: username.to_string(),
+        password: secrecy::SecretString::from(password.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn smart_https_with_basic_auth_and_bearer_tokens() {
+    use crate::support::git_http::GitHttpServer;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("served");
+    let repo = manifest_repo(&root.join("fleet"));
+    let first = repo.commit("first");
+    let server = GitHttpServer::start(&root, "gitops", "t0ken-value").await;
+    let url = server.url("fleet");
+    let cache = Cache::new(tmp.path().join("cache"));
+    let dir = cache.repo_dir("default", "http", &url);
+    let main = || Reference::Branch("main".into());
+
+    let err = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            basic("gitops", "t0ken-value").into(),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("a server certificate from an unknown CA is refused");
+    assert_eq!(err.reason(), "FetchFailed", "{err}");
+    assert_eq!(
+        server.unauthorized(),
+        0,
+        "nothing was sent before TLS verified"
+    );
+    let err = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            with_ca(Auth::None, &server.ca_pem),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("anonymous is refused");
+    assert_eq!(err.reason(), "AuthFailed", "{err}");
+    let err = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            with_ca(basic("gitops", "wrong-password"), &server.ca_pem),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("wrong password is refused");
+    assert_eq!(err.reason(), "AuthFailed", "{err}");
+    assert!(!err.to_string().contains("wrong-password"), "{err}");
+    assert!(server.unauthorized() >= 2);
+
+    let fetched = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            with_ca(basic("gitops", "t0ken-value"), &server.ca_pem),
+            TIMEOUT,
+        )
+        .await
+        .expect("basic auth fetch");
+    assert_eq!(fetched.commit, first);
+    assert!(fetched.downloaded);
+    assert_eq!(server.pack_requests(), 1);
+
+    let again = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            with_ca(basic("gitops", "t0ken-value"), &server.ca_pem),
+            TIMEOUT,
+        )
+        .await
+        .expect("second fetch");
+    assert!(!again.downloaded);
+    assert_eq!(server.pack_requests(), 1, "an unmoved ref asks for no pack");
+
+    repo.write("clusters/dev/new.yaml", "kind: New\n");
+    let second = repo.commit("second");
+    let token = with_ca(
+        Auth::Bearer(secrecy::SecretString::from("t0ken-value".to_string())),
+        &server.ca_pem,
+    );
+    let moved = cache
+        .fetch(dir.clone(), url.clone(), main(), token, TIMEOUT)
+        .await
+        .expect("bearer fetch");
+    assert_eq!(moved.commit, second);
+    assert_eq!(server.pack_requests(), 2);
+    let files = cache
+        .read_folder(
+            dir,
+            second,
+            "clusters/dev".into(),
+            yaml_only,
+            TreeLimits::default(),
+        )
+        .await
+        .expect("read");
+    assert!(files.iter().any(|f| f.path == "clusters/dev/new.yaml"));
+}
+
+#[tokio::test]
+async fn ssh_with_a_key_and_verified_known_hosts() {
+    use crate::support::sshd::Sshd;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sshd = match Sshd::start(&tmp.path().join("sshd")) {
+        Ok(sshd) => sshd,
+        Err(reason) => {
+            eprintln!("SKIPPED ssh_with_a_key_and_verified_known_hosts: sshd cannot run: {reason}");
+            return;
+        }
+    };
+    let repo = manifest_repo(&tmp.path().join("origin"));
+    let first = repo.commit("first");
+    let url = sshd.url(&repo.dir);
+    let cache = Cache::new(tmp.path().join("cache"));
+    let dir = cache.repo_dir("default", "ssh", &url);
+    let key = |known_hosts: &str, identity: &str| -> Credentials {
+        Auth::Ssh {
+            identity: secrecy::SecretBox::new(Box::new(identity.as_bytes().to_vec())),
+            known_hosts: known_hosts.to_string(),
+        }
+        .into()
+    };
+    let main = || Reference::Branch("main".into());
+
+    let err = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            key(&sshd.wrong_known_hosts, &sshd.client_key),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("an unknown host key is refused");
+    assert_eq!(err.reason(), "HostKeyFailed", "{err}");
+
+    let fetched = cache
+        .fetch(
+            dir.clone(),
+            url.clone(),
+            main(),
+            key(&sshd.known_hosts, &sshd.client_key),
+            TIMEOUT,
+        )
+        .await
+        .expect("ssh fetch");
+    assert_eq!(fetched.commit, first);
+    assert!(fetched.downloaded);
+    let files = cache
+        .read_folder(
+            dir.clone(),
+            first,
+            "clusters/prod".into(),
+            yaml_only,
+            TreeLimits::default(),
+        )
+        .await
+        .expect("read");
+    assert_eq!(files.len(), 1);
+
+    let stranger = tmp.path().join("stranger");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .expect("ssh-keygen");
+    assert!(status.success());
+    let stranger_key = std::fs::read_to_string(&stranger).expect("key");
+    let other_dir = cache.repo_dir("default", "ssh-other", &url);
+    let err = cache
+        .fetch(
+            other_dir,
+            url,
+            main(),
+            key(&sshd.known_hosts, &stranger_key),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("a key not in authorized_keys is refused");
+    assert_eq!(err.reason(), "AuthFailed", "{err}");
 }

@@ -1,3 +1,5 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod git_http;
 pub mod git_repo;
+pub mod sshd;
