@@ -41,6 +41,11 @@ enum Command {
         after_help = "Examples:\n  sigil completions bash > /etc/bash_completion.d/sigil\n  sigil completions zsh > \"${fpath[1]}/_sigil\"\n  sigil completions fish > ~/.config/fish/completions/sigil.fish"
     )]
     Completions(cli::completions::Args),
+    /// Find plaintext Secrets in manifests; exits non-zero when there is one (pre-commit, CI).
+    #[command(
+        after_help = "Prints `file:line Secret/name` per plaintext Secret (data/stringData in a kind: Secret).\n\nExamples:\n  sigil scan .\n  sigil scan clusters/ apps/db.yaml\n  # .pre-commit-config.yaml: {id: sigil-scan, entry: sigil scan, language: system, files: '\\.(ya?ml|json)$'}"
+    )]
+    Scan(cli::scan::Args),
 }
 
 #[tokio::main]
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => cli::dev::run(args).await?,
         Command::Crds(args) => cli::crds::run(args)?,
         Command::Completions(args) => cli::completions::run(args, Cli::command()),
+        Command::Scan(args) => cli::scan::run(args)?,
     }
     Ok(())
 }

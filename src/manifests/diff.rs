@@ -191,7 +191,11 @@ mod tests {
             assert!(!diff.contains(value), "{diff}");
         }
         assert_eq!(diff.matches("(changed)").count(), 1, "{diff}");
-        assert_eq!(diff.lines().filter(|l| l.starts_with('-')).count(), 1, "{diff}");
+        assert_eq!(
+            diff.lines().filter(|l| l.starts_with('-')).count(),
+            1,
+            "{diff}"
+        );
         assert!(!diff.contains("resourceVersion"), "{diff}");
         let gone = removal(&live);
         assert!(!gone.contains("c2VjcmV0"), "{gone}");

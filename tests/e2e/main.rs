@@ -3,4 +3,5 @@
 mod cli_help;
 mod crds;
 mod git;
+mod scan;
 mod support;
