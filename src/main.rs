@@ -41,7 +41,7 @@ enum Command {
         after_help = "Examples:\n  sigil completions bash > /etc/bash_completion.d/sigil\n  sigil completions zsh > \"${fpath[1]}/_sigil\"\n  sigil completions fish > ~/.config/fish/completions/sigil.fish"
     )]
     Completions(cli::completions::Args),
-    /// Find plaintext Secrets in manifests; exits non-zero when there is one (pre-commit, CI).
+    /// Report plaintext Secrets in manifests; fails when it finds one.
     #[command(
         after_help = "Prints `file:line Secret/name` per plaintext Secret (data/stringData in a kind: Secret).\n\nExamples:\n  sigil scan .\n  sigil scan clusters/ apps/db.yaml\n  # .pre-commit-config.yaml: {id: sigil-scan, entry: sigil scan, language: system, files: '\\.(ya?ml|json)$'}"
     )]
