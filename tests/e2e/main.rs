@@ -1,7 +1,13 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod chart;
 mod cli_help;
 mod crds;
+<<<<<<< HEAD
 mod git;
 mod scan;
 mod support;
+=======
+mod support;
+mod tools;
+>>>>>>> main

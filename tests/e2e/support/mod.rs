@@ -3,3 +3,4 @@
 pub mod git_http;
 pub mod git_repo;
 pub mod sshd;
+pub mod tools;
