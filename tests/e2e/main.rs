@@ -3,11 +3,7 @@
 mod chart;
 mod cli_help;
 mod crds;
-<<<<<<< HEAD
 mod git;
 mod scan;
 mod support;
-=======
-mod support;
 mod tools;
->>>>>>> main
