@@ -442,7 +442,7 @@ async fn ssh_with_a_key_and_verified_known_hosts() {
     assert_eq!(files.len(), 1);
 
     let stranger = tmp.path().join("stranger");
-    let status = std::process::Command::new("ssh-keygen")
+    let status = std::process::Command::new(crate::support::tools::tool("ssh-keygen"))
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&stranger)
         .status()

@@ -137,7 +137,7 @@ async fn cgi(
             .unwrap_or_default()
             .to_string()
     };
-    let mut child = tokio::process::Command::new("git")
+    let mut child = tokio::process::Command::new(super::tools::tool("git"))
         .arg("http-backend")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -10,7 +10,7 @@ pub struct GitRepo {
 
 /// Runs `git` in `dir` and returns its trimmed stdout; panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
+    let output = Command::new(super::tools::tool("git"))
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "sigil test")

@@ -26,7 +26,7 @@ impl Drop for Sshd {
 }
 
 fn keygen(path: &Path) {
-    let status = Command::new("ssh-keygen")
+    let status = Command::new(super::tools::tool("ssh-keygen"))
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(path)
         .stdout(Stdio::null())
@@ -35,11 +35,15 @@ fn keygen(path: &Path) {
     assert!(status.success(), "ssh-keygen failed");
 }
 
+/// sshd from `$SIGIL_TEST_BIN` (scripts/install-tools.sh) or the system; absolute, as sshd
+/// requires to re-execute itself.
 fn find_sshd() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"]
-        .iter()
-        .map(PathBuf::from)
+    let from_cache = std::env::var_os("SIGIL_TEST_BIN").map(|bin| PathBuf::from(bin).join("sshd"));
+    from_cache
+        .into_iter()
+        .chain(["/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd"].map(PathBuf::from))
         .find(|p| p.exists())
+        .and_then(|p| std::fs::canonicalize(p).ok())
 }
 
 fn free_port() -> u16 {
