@@ -92,6 +92,9 @@ pub struct GitSourceStatus {
     /// The revision fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
+    /// The value of the `sigil.dev/reconcile-requested-at` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A fetched revision.
