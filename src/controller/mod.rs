@@ -6,9 +6,11 @@
 
 pub mod context;
 pub mod error;
+pub mod git_source;
 pub mod leader;
 pub mod metrics;
 pub mod shard;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -108,5 +110,5 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
     ctx.set_ready(true);
-    ctx.shutdown.cancelled().await;
+    tokio::join!(sync::run_with_sources(ctx.clone()), ctx.shutdown.cancelled());
 }

@@ -181,11 +181,12 @@ pub async fn apply_plan(
             Some(owner) => list_owned(target, &objects, owner).await,
             None => HashMap::new(),
         };
-        let results: Vec<Result<Applied, Failure>> =
-            futures::stream::iter(objects.iter().map(|d| {
-                let hint = live.get(&key(d)).cloned();
-                apply_one(target, d, options.owner, options.mode, hint)
-            }))
+        let mut pending = Vec::with_capacity(objects.len());
+        for desired in objects.iter().copied() {
+            let hint = live.get(&key(desired)).cloned().map(Some);
+            pending.push(apply_one(target, desired, options.owner, options.mode, hint));
+        }
+        let results: Vec<Result<Applied, Failure>> = futures::stream::iter(pending)
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;
@@ -246,7 +247,7 @@ async fn list_owned(
     target: &Target,
     objects: &[&Desired],
     owner: &Owner,
-) -> HashMap<(String, String, String), Option<Value>> {
+) -> HashMap<(String, String, String), Value> {
     let mut groups: HashMap<(String, String, String), (&ApiResource, Option<&str>)> =
         HashMap::new();
     for d in objects {
@@ -279,7 +280,7 @@ async fn list_owned(
                 && d.entry.namespace == namespace
         }) {
             if let Some(item) = found.remove(&d.entry.name) {
-                out.insert(key(d), Some(item));
+                out.insert(key(d), item);
             }
         }
     }
@@ -301,8 +302,8 @@ fn failure(desired: &Desired, err: ApiError) -> Failure {
     }
 }
 
-/// Applies one object; `live` is the live object when already known (`Some(None)` is never
-/// passed: absence is always confirmed with a GET).
+/// Applies one object; `live` is the live object (`Some(None)`: known to be absent) when already
+/// known, None to GET it.
 pub async fn apply_one(
     target: &Target,
     desired: &Desired,
@@ -312,8 +313,8 @@ pub async fn apply_one(
 ) -> Result<Applied, Failure> {
     let resource = &desired.kind.resource;
     let namespace = desired.namespace();
-    let live = match live.flatten() {
-        Some(live) => Some(live),
+    let live = match live {
+        Some(live) => live,
         None => target
             .get(resource, namespace, &desired.entry.name)
             .await

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use kube::api::DynamicObject;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -124,15 +125,27 @@ pub fn comparable(object: &Value) -> Value {
     out
 }
 
-/// A digest of what a person could have changed: [`comparable`] without `status`. The self-heal
-/// watch compares it to the one recorded after the last apply.
+/// A digest of what a person could have changed: the object without its type, status and
+/// write bookkeeping. The self-heal watch compares it to the one recorded after the last apply.
 pub fn fingerprint(object: &Value) -> [u8; 32] {
-    let mut out = comparable(object);
-    if let Some(map) = out.as_object_mut() {
-        map.remove("status");
+    match serde_json::from_value::<DynamicObject>(object.clone()) {
+        Ok(object) => fingerprint_dynamic(&object),
+        Err(_) => Sha256::digest(serde_json::to_vec(object).unwrap_or_default()).into(),
     }
-    let bytes = serde_json::to_vec(&out).unwrap_or_default();
-    Sha256::digest(&bytes).into()
+}
+
+/// [`fingerprint`] of a typed object (watch events arrive typed; both go through the same
+/// serialization, so a response and an event of the same object hash alike).
+pub fn fingerprint_dynamic(object: &DynamicObject) -> [u8; 32] {
+    let mut object = object.clone();
+    object.types = None;
+    object.metadata.managed_fields = None;
+    object.metadata.resource_version = None;
+    object.metadata.generation = None;
+    if let Some(data) = object.data.as_object_mut() {
+        data.remove("status");
+    }
+    Sha256::digest(serde_json::to_vec(&object).unwrap_or_default()).into()
 }
 
 #[cfg(test)]
@@ -163,6 +176,11 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&b));
         let c = json!({"metadata": {"name": "x"}, "data": {"k": "edited"}});
         assert_ne!(fingerprint(&a), fingerprint(&c));
+        let typed: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "x", "resourceVersion": "3", "creationTimestamp": "2025-01-02T03:04:05Z"}, "data": {"k": "v"}}))
+            .expect("typed");
+        let untyped = json!({"metadata": {"name": "x", "creationTimestamp": "2025-01-02T03:04:05Z"}, "data": {"k": "v"}});
+        assert_eq!(fingerprint_dynamic(&typed), fingerprint(&untyped));
     }
 
     #[test]
