@@ -296,23 +296,26 @@ fn deployment_is_hardened_with_probes_and_limits() {
 #[test]
 fn sigil_controller_accepts_the_arguments_the_chart_passes() {
     let recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
-    let docs = render(&[&format!("controller.recoveryRecipients={{{recipient}}}")]);
-    let args = controller_args(&docs);
-    assert_eq!(args[0], "controller");
-    // clap parses and validates every argument before the trailing --help; an unknown flag or a bad
-    // value fails.
-    let output = Command::new(env!("CARGO_BIN_EXE_sigil"))
-        .args(&args)
-        .arg("--help")
-        .output()
-        .expect("run sigil");
-    assert!(
-        output.status.success(),
-        "sigil refuses the chart's arguments {args:?}:\n{}",
-        text(&output)
-    );
-    // LEAD: rbac.namespaced=true adds --watch-namespace=NS, which `sigil controller` does not have yet;
-    // once it does, run this same check on render(&["rbac.namespaced=true"]).
+    let recipients = format!("controller.recoveryRecipients={{{recipient}}}");
+    for set in [
+        vec![recipients.as_str()],
+        vec![recipients.as_str(), "rbac.namespaced=true"],
+    ] {
+        let args = controller_args(&render(&set));
+        assert_eq!(args[0], "controller");
+        // clap parses and validates every argument before the trailing --help; an unknown flag or a bad
+        // value fails.
+        let output = Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(&args)
+            .arg("--help")
+            .output()
+            .expect("run sigil");
+        assert!(
+            output.status.success(),
+            "sigil refuses the chart's arguments {args:?} (values {set:?}):\n{}",
+            text(&output)
+        );
+    }
 }
 
 /// Every Role and ClusterRole rendered, by name.
