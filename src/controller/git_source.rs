@@ -48,7 +48,7 @@ struct State {
 
 /// Runs the controller until shutdown.
 pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
-    let api = Api::<GitSource>::all(ctx.client.clone());
+    let api = ctx.watched::<GitSource>();
     let state = Arc::new(State {
         ctx: ctx.clone(),
         cache,

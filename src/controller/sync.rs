@@ -87,11 +87,11 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         healer: Healer::new(ctx.clone(), locks.clone()),
         locks,
     });
-    let controller = Controller::new(Api::<SyncResource>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(ctx.watched::<SyncResource>(), watcher::Config::default());
     let syncs = controller.store();
     controller
         .watches(
-            Api::<GitSource>::all(client),
+            ctx.watched::<GitSource>(),
             watcher::Config::default(),
             move |source| {
                 let namespace = source.namespace();

@@ -94,10 +94,10 @@ impl Healer {
     /// Watches a Sync's objects: `replace` drops what was tracked before (a full success),
     /// otherwise the objects are added (a partial apply).
     pub fn track(self: &Arc<Self>, sync: &str, tracking: Tracking, replace: bool) {
-        let resources: Vec<ApiResource> = tracking
+        let resources: Vec<(ApiResource, bool)> = tracking
             .objects
             .iter()
-            .map(|(d, _)| d.kind.resource.clone())
+            .map(|(d, _)| (d.kind.resource.clone(), d.kind.namespaced))
             .collect();
         {
             let mut syncs = self.syncs.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,8 +123,8 @@ impl Healer {
                 );
             }
         }
-        for resource in resources {
-            self.ensure_watch(resource);
+        for (resource, namespaced) in resources {
+            self.ensure_watch(resource, namespaced);
         }
     }
 
@@ -144,7 +144,9 @@ impl Healer {
             .contains_key(sync)
     }
 
-    fn ensure_watch(self: &Arc<Self>, resource: ApiResource) {
+    /// Starts the watch of a resource type unless running. A controller limited to one
+    /// namespace (`--watch-namespace`) watches namespaced kinds only there.
+    fn ensure_watch(self: &Arc<Self>, resource: ApiResource, namespaced: bool) {
         let id = (resource.api_version.clone(), resource.kind.clone());
         if !self
             .watched
@@ -157,7 +159,11 @@ impl Healer {
         let healer = self.clone();
         let shutdown = self.ctx.shutdown.clone();
         tokio::spawn(async move {
-            let api = Api::<DynamicObject>::all_with(healer.ctx.client.clone(), &resource);
+            let client = healer.ctx.client.clone();
+            let api = match &healer.ctx.options.watch_namespace {
+                Some(ns) if namespaced => Api::<DynamicObject>::namespaced_with(client, ns, &resource),
+                _ => Api::<DynamicObject>::all_with(client, &resource),
+            };
             let events = watcher(api, watcher::Config::default().labels(SYNC_NAME_LABEL))
                 .default_backoff()
                 .take_until(shutdown.cancelled_owned());
