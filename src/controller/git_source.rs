@@ -55,7 +55,9 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         schedule: Schedule::default(),
     });
     Controller::new(api, watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
+        )
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, state)
         .for_each(|result| async move {
@@ -117,8 +119,7 @@ pub async fn fetch(
     reference: Reference,
 ) -> Result<Fetched, FetchError> {
     let namespace = source.namespace().unwrap_or_default();
-    let credentials =
-        credentials(client, &namespace, source.spec.secret_ref.as_ref()).await?;
+    let credentials = credentials(client, &namespace, source.spec.secret_ref.as_ref()).await?;
     let dir = cache.repo_dir(&namespace, &source.name_any(), &source.spec.url);
     cache
         .fetch(
@@ -145,11 +146,16 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
     }
     let requested = requested_at(&*source);
     let generation = source.metadata.generation;
-    let trigger = format!("{}|{}", generation.unwrap_or(0), requested.as_deref().unwrap_or(""));
+    let trigger = format!(
+        "{}|{}",
+        generation.unwrap_or(0),
+        requested.as_deref().unwrap_or("")
+    );
     let interval = match interval(source.spec.interval.as_deref(), DEFAULT_INTERVAL) {
         Ok(interval) => interval,
         Err(message) => {
-            let update = ConditionUpdate::not_ready("InvalidInterval", format!("spec.interval: {message}"));
+            let update =
+                ConditionUpdate::not_ready("InvalidInterval", format!("spec.interval: {message}"));
             write_status(ctx, &source, update, None, requested).await?;
             return Ok(Action::await_change());
         }
@@ -171,7 +177,10 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
                 },
             };
             (
-                ConditionUpdate::ready("Succeeded", format!("stored revision {}", fetched.revision)),
+                ConditionUpdate::ready(
+                    "Succeeded",
+                    format!("stored revision {}", fetched.revision),
+                ),
                 Some(artifact),
                 None,
             )
@@ -186,8 +195,11 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
         tracing::debug!(source = %key, revision = %fetched.revision, downloaded = fetched.downloaded, "fetched");
     }
     write_status(ctx, &source, update, artifact, requested).await?;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed(), error_reason);
-    let next = state.schedule.record(&key, &trigger, result.is_ok(), interval);
+    ctx.metrics
+        .reconciled(CONTROLLER, started.elapsed(), error_reason);
+    let next = state
+        .schedule
+        .record(&key, &trigger, result.is_ok(), interval);
     Ok(Action::requeue(next))
 }
 
@@ -203,16 +215,19 @@ async fn write_status(
     let old = source.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let event = match (&update.status, &artifact) {
-        (true, Some(a)) if old.artifact.as_ref().map(|o| &o.revision) != Some(&a.revision) => Some(Event {
-            type_: EventType::Normal,
-            reason: "NewRevision".to_string(),
-            note: Some(format!("fetched revision {}", a.revision)),
-            action: "Fetch".to_string(),
-            secondary: None,
-        }),
+        (true, Some(a)) if old.artifact.as_ref().map(|o| &o.revision) != Some(&a.revision) => {
+            Some(Event {
+                type_: EventType::Normal,
+                reason: "NewRevision".to_string(),
+                note: Some(format!("fetched revision {}", a.revision)),
+                action: "Fetch".to_string(),
+                secondary: None,
+            })
+        }
         _ => None,
     };
-    let failure_note = (!update.status).then(|| (update.reason.to_string(), update.message.clone()));
+    let failure_note =
+        (!update.status).then(|| (update.reason.to_string(), update.message.clone()));
     let changed = set_condition(
         &mut status.conditions,
         update,
@@ -227,13 +242,15 @@ async fn write_status(
         status.last_handled_reconcile_at = requested;
     }
     let event = event.or_else(|| {
-        failure_note.filter(|_| changed).map(|(reason, message)| Event {
-            type_: EventType::Warning,
-            reason,
-            note: Some(truncate(&message, 1000)),
-            action: "Fetch".to_string(),
-            secondary: None,
-        })
+        failure_note
+            .filter(|_| changed)
+            .map(|(reason, message)| Event {
+                type_: EventType::Warning,
+                reason,
+                note: Some(truncate(&message, 1000)),
+                action: "Fetch".to_string(),
+                secondary: None,
+            })
     });
     if let Some(event) = event {
         let reference = source.object_ref(&());
@@ -277,7 +294,10 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(interval(None, DEFAULT_INTERVAL), Ok(DEFAULT_INTERVAL));
-        assert_eq!(interval(Some("5s"), DEFAULT_INTERVAL), Ok(Duration::from_secs(5)));
+        assert_eq!(
+            interval(Some("5s"), DEFAULT_INTERVAL),
+            Ok(Duration::from_secs(5))
+        );
         assert!(interval(Some("soon"), DEFAULT_INTERVAL).is_err());
     }
 

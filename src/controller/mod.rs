@@ -113,5 +113,8 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
     ctx.set_ready(true);
-    tokio::join!(sync::run_with_sources(ctx.clone()), ctx.shutdown.cancelled());
+    tokio::join!(
+        sync::run_with_sources(ctx.clone()),
+        ctx.shutdown.cancelled()
+    );
 }

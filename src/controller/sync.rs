@@ -104,7 +104,9 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
                     .collect::<Vec<_>>()
             },
         )
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
+        )
         .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, state)
         .for_each(|result| async move {
@@ -166,11 +168,17 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
     }
     let requested = requested_at(&*sync);
     let started = Instant::now();
-    let interval = match sync.spec.interval.as_deref().map(crate::api::duration::parse) {
+    let interval = match sync
+        .spec
+        .interval
+        .as_deref()
+        .map(crate::api::duration::parse)
+    {
         None => DEFAULT_INTERVAL,
         Some(Ok(interval)) => interval,
         Some(Err(err)) => {
-            let outcome = RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true);
+            let outcome =
+                RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true);
             write_status(ctx, &sync, &outcome, None, requested).await?;
             return Ok(Action::await_change());
         }
@@ -178,7 +186,9 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
     if name.len() > MAX_LABEL_VALUE || namespace.len() > MAX_LABEL_VALUE {
         let outcome = RunOutcome::failed(
             "InvalidName",
-            format!("the Sync's name and namespace label every object it applies, so each must be at most {MAX_LABEL_VALUE} characters"),
+            format!(
+                "the Sync's name and namespace label every object it applies, so each must be at most {MAX_LABEL_VALUE} characters"
+            ),
             true,
         );
         write_status(ctx, &sync, &outcome, None, requested).await?;
@@ -190,7 +200,9 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
             write_status(ctx, &sync, &outcome, None, requested).await?;
             ctx.metrics
                 .reconciled(CONTROLLER, started.elapsed(), Some(outcome.reason));
-            return Ok(Action::requeue(Duration::from_secs(30).min(interval.max(Duration::from_secs(1)))));
+            return Ok(Action::requeue(
+                Duration::from_secs(30).min(interval.max(Duration::from_secs(1))),
+            ));
         }
     };
     let (source, revision) = source;
@@ -233,14 +245,23 @@ async fn source_revision(
     if source_ref.kind != "GitSource" {
         return Err(RunOutcome::failed(
             "InvalidSourceRef",
-            format!("spec.sourceRef.kind {:?}: only GitSource is supported", source_ref.kind),
+            format!(
+                "spec.sourceRef.kind {:?}: only GitSource is supported",
+                source_ref.kind
+            ),
             true,
         ));
     }
     let source = Api::<GitSource>::namespaced(ctx.client.clone(), namespace)
         .get_opt(&source_ref.name)
         .await
-        .map_err(|e| RunOutcome::failed("SourceNotFound", format!("GitSource {namespace}/{}: {e}", source_ref.name), false))?
+        .map_err(|e| {
+            RunOutcome::failed(
+                "SourceNotFound",
+                format!("GitSource {namespace}/{}: {e}", source_ref.name),
+                false,
+            )
+        })?
         .ok_or_else(|| {
             RunOutcome::failed(
                 "SourceNotFound",
@@ -259,12 +280,17 @@ async fn source_revision(
             let why = source
                 .status
                 .as_ref()
-                .and_then(|s| crate::api::conditions::find(&s.conditions, crate::api::conditions::READY))
+                .and_then(|s| {
+                    crate::api::conditions::find(&s.conditions, crate::api::conditions::READY)
+                })
                 .map(|c| format!(": {}", c.message))
                 .unwrap_or_default();
             Err(RunOutcome::failed(
                 "SourceNotReady",
-                format!("GitSource {namespace}/{} has no revision yet{why}", source_ref.name),
+                format!(
+                    "GitSource {namespace}/{} has no revision yet{why}",
+                    source_ref.name
+                ),
                 false,
             ))
         }
@@ -280,7 +306,9 @@ async fn read_files(
     path: &str,
 ) -> Result<Vec<SourceFile>, RunOutcome> {
     let namespace = source.namespace().unwrap_or_default();
-    let dir = state.cache.repo_dir(&namespace, &source.name_any(), &source.spec.url);
+    let dir = state
+        .cache
+        .repo_dir(&namespace, &source.name_any(), &source.spec.url);
     let read = || {
         state.cache.read_folder(
             dir.clone(),
@@ -292,9 +320,20 @@ async fn read_files(
     };
     let files = match read().await {
         Err(TreeError::MissingCommit { .. }) => {
-            git_source::fetch(&state.ctx.client, &state.cache, source, Reference::Commit(commit.to_string()))
-                .await
-                .map_err(|e| RunOutcome::failed("ArtifactFailed", format!("cannot fetch commit {commit}: {e}"), false))?;
+            git_source::fetch(
+                &state.ctx.client,
+                &state.cache,
+                source,
+                Reference::Commit(commit.to_string()),
+            )
+            .await
+            .map_err(|e| {
+                RunOutcome::failed(
+                    "ArtifactFailed",
+                    format!("cannot fetch commit {commit}: {e}"),
+                    false,
+                )
+            })?;
             read().await
         }
         other => other,
@@ -303,7 +342,9 @@ async fn read_files(
         .map(|files| files.into_iter().map(SourceFile::from).collect())
         .map_err(|err| {
             let (reason, stalled) = match err {
-                TreeError::PathNotFound { .. } | TreeError::InvalidPath { .. } => ("PathNotFound", true),
+                TreeError::PathNotFound { .. } | TreeError::InvalidPath { .. } => {
+                    ("PathNotFound", true)
+                }
                 TreeError::SymlinkEscapes { .. }
                 | TreeError::SymlinkDangling { .. }
                 | TreeError::FileTooLarge { .. }
@@ -324,7 +365,11 @@ async fn run_revision(
 ) -> RunOutcome {
     let namespace = sync.namespace().unwrap_or_default();
     let Some(commit) = commit_of_revision(revision) else {
-        return RunOutcome::failed("ArtifactFailed", format!("revision {revision:?} names no commit"), false);
+        return RunOutcome::failed(
+            "ArtifactFailed",
+            format!("revision {revision:?} names no commit"),
+            false,
+        );
     };
     let path = sync.spec.path.clone().unwrap_or_default();
     let files = match read_files(state, source, commit, &path).await {
@@ -338,7 +383,11 @@ async fn run_revision(
     let (manifests, parse_errors) = parse_files(&files);
     let options = PlanOptions {
         default_namespace: namespace.clone(),
-        target_namespace: sync.spec.target_namespace.clone().filter(|ns| !ns.is_empty()),
+        target_namespace: sync
+            .spec
+            .target_namespace
+            .clone()
+            .filter(|ns| !ns.is_empty()),
         allow_plaintext_secrets: sync.spec.allow_plaintext_secrets,
         owner: Some(owner.clone()),
     };
@@ -355,7 +404,12 @@ async fn run_revision(
             return RunOutcome::failed("DiscoveryFailed", err.to_string(), false);
         }
     };
-    let target = match sync.spec.service_account_name.as_deref().filter(|s| !s.is_empty()) {
+    let target = match sync
+        .spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
         Some(account) => Target::as_service_account(state.ctx.client.clone(), &namespace, account),
         None => Target::new(state.ctx.client.clone()),
     };
@@ -424,7 +478,15 @@ async fn run_revision(
     let mut inventory = plan.entries();
     let mut pruned = 0;
     if sync.spec.prune {
-        let result = prune::prune(&target, &state.resolver, &previous, &inventory, &owner, Mode::Apply).await;
+        let result = prune::prune(
+            &target,
+            &state.resolver,
+            &previous,
+            &inventory,
+            &owner,
+            Mode::Apply,
+        )
+        .await;
         pruned = result.pruned.len();
         if !result.failures.is_empty() {
             let failed: Vec<String> = result
@@ -438,7 +500,10 @@ async fn run_revision(
             }
             let mut outcome = RunOutcome::failed(
                 "PruneFailed",
-                format!("revision {revision} applied, but pruning failed: {}", failed.join("; ")),
+                format!(
+                    "revision {revision} applied, but pruning failed: {}",
+                    failed.join("; ")
+                ),
                 false,
             );
             outcome.inventory = Some(inventory);
@@ -466,7 +531,11 @@ fn summary(counts: &Counts, pruned: usize) -> String {
         counts.created, counts.configured, counts.unchanged, pruned
     );
     if counts.skipped > 0 {
-        text.push_str(&format!(", {} skipped ({}: disabled)", counts.skipped, crate::manifests::RECONCILE_ANNOTATION));
+        text.push_str(&format!(
+            ", {} skipped ({}: disabled)",
+            counts.skipped,
+            crate::manifests::RECONCILE_ANNOTATION
+        ));
     }
     text
 }
@@ -479,7 +548,11 @@ fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);
 }
 
-async fn patch_status(ctx: &Context, sync: &SyncResource, status: &SyncStatus) -> Result<(), Error> {
+async fn patch_status(
+    ctx: &Context,
+    sync: &SyncResource,
+    status: &SyncStatus,
+) -> Result<(), Error> {
     let name = sync.name_any();
     let namespace = sync.namespace().unwrap_or_default();
     let patch = serde_json::json!({ "status": status });

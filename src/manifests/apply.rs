@@ -184,7 +184,13 @@ pub async fn apply_plan(
         let mut pending = Vec::with_capacity(objects.len());
         for desired in objects.iter().copied() {
             let hint = live.get(&key(desired)).cloned().map(Some);
-            pending.push(apply_one(target, desired, options.owner, options.mode, hint));
+            pending.push(apply_one(
+                target,
+                desired,
+                options.owner,
+                options.mode,
+                hint,
+            ));
         }
         let results: Vec<Result<Applied, Failure>> = futures::stream::iter(pending)
             .buffer_unordered(options.concurrency.max(1))

@@ -2,6 +2,7 @@
 //! other modules add (`/v1/recipients`, `/hooks/...`).
 
 mod health;
+pub mod hooks;
 
 use std::sync::Arc;
 
@@ -11,7 +12,10 @@ use crate::controller::{Context, Error};
 
 /// Every route of the HTTP port.
 pub fn router(ctx: Arc<Context>) -> Router {
-    Router::new().merge(health::router()).with_state(ctx)
+    Router::new()
+        .merge(health::router())
+        .merge(hooks::router())
+        .with_state(ctx)
 }
 
 /// Serves [`router`] on `ctx.options.http_listen` until shutdown.
@@ -22,8 +26,12 @@ pub async fn serve(ctx: Arc<Context>) -> Result<(), Error> {
         .map_err(|source| Error::Serve { addr, source })?;
     tracing::info!(%addr, "serving health, metrics and webhooks");
     let shutdown = ctx.shutdown.clone();
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|source| Error::Serve { addr, source })
+    // Connection info lets the webhook receiver rate-limit invalid calls per client.
+    axum::serve(
+        listener,
+        router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(|source| Error::Serve { addr, source })
 }

@@ -19,7 +19,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use crate::controller::Context;
 use crate::manifests::apply::{Mode, Outcome, apply_one};
 use crate::manifests::object::{Owner, describe, fingerprint, fingerprint_dynamic, group_of};
-use crate::manifests::{Desired, RECONCILE_ANNOTATION, SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Target};
+use crate::manifests::{
+    Desired, RECONCILE_ANNOTATION, SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Target,
+};
 
 /// (group, kind, namespace, name).
 type ObjectKey = (String, String, String, String);
@@ -161,7 +163,9 @@ impl Healer {
         tokio::spawn(async move {
             let client = healer.ctx.client.clone();
             let api = match &healer.ctx.options.watch_namespace {
-                Some(ns) if namespaced => Api::<DynamicObject>::namespaced_with(client, ns, &resource),
+                Some(ns) if namespaced => {
+                    Api::<DynamicObject>::namespaced_with(client, ns, &resource)
+                }
                 _ => Api::<DynamicObject>::all_with(client, &resource),
             };
             let events = watcher(api, watcher::Config::default().labels(SYNC_NAME_LABEL))
@@ -250,7 +254,11 @@ impl Healer {
             return;
         };
         let live = match target
-            .get(&desired.kind.resource, desired.namespace(), &desired.entry.name)
+            .get(
+                &desired.kind.resource,
+                desired.namespace(),
+                &desired.entry.name,
+            )
             .await
         {
             Ok(live) => live,
@@ -260,7 +268,8 @@ impl Healer {
             }
         };
         if let Some(live) = &live
-            && (recorded == Some(fingerprint(live)) || crate::manifests::object::reconcile_disabled(live))
+            && (recorded == Some(fingerprint(live))
+                || crate::manifests::object::reconcile_disabled(live))
         {
             return;
         }

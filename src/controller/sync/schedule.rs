@@ -56,7 +56,11 @@ impl Schedule {
                 failures,
             },
         );
-        if ok { interval } else { backoff(failures, interval) }
+        if ok {
+            interval
+        } else {
+            backoff(failures, interval)
+        }
     }
 
     /// Forgets an object (deleted).
@@ -79,7 +83,11 @@ mod tests {
         assert_eq!(schedule.skip("a", "1", minute), None);
         assert_eq!(schedule.record("a", "1", true, minute), minute);
         assert!(schedule.skip("a", "1", minute).is_some());
-        assert_eq!(schedule.skip("a", "2", minute), None, "a new trigger runs at once");
+        assert_eq!(
+            schedule.skip("a", "2", minute),
+            None,
+            "a new trigger runs at once"
+        );
         assert_eq!(schedule.skip("a", "1", Duration::ZERO), None);
     }
 
@@ -87,11 +95,23 @@ mod tests {
     fn failures_back_off() {
         let schedule = Schedule::default();
         let hour = Duration::from_secs(3600);
-        assert_eq!(schedule.record("a", "1", false, hour), Duration::from_secs(5));
-        assert_eq!(schedule.record("a", "1", false, hour), Duration::from_secs(10));
-        assert_eq!(schedule.record("a", "1", false, hour), Duration::from_secs(20));
+        assert_eq!(
+            schedule.record("a", "1", false, hour),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            schedule.record("a", "1", false, hour),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            schedule.record("a", "1", false, hour),
+            Duration::from_secs(20)
+        );
         assert!(schedule.skip("a", "1", hour).is_some());
         assert_eq!(schedule.record("a", "1", true, hour), hour);
-        assert_eq!(backoff(30, Duration::from_secs(60)), Duration::from_secs(60));
+        assert_eq!(
+            backoff(30, Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
     }
 }
