@@ -4,6 +4,7 @@ pub mod completions;
 pub mod controller;
 pub mod crds;
 pub mod dev;
+pub mod diff;
 pub mod scan;
 
 use tracing_subscriber::{EnvFilter, fmt};
