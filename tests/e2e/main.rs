@@ -3,7 +3,9 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod dev_api;
 mod git;
+mod kubectl;
 mod scan;
 mod support;
 mod tools;

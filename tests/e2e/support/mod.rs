@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod dev;
 pub mod git_http;
 pub mod git_repo;
 pub mod sshd;
