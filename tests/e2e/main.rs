@@ -8,4 +8,5 @@ mod git;
 mod kubectl;
 mod scan;
 mod support;
+mod sync;
 mod tools;

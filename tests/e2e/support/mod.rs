@@ -3,5 +3,6 @@
 pub mod dev;
 pub mod git_http;
 pub mod git_repo;
+pub mod gitops;
 pub mod sshd;
 pub mod tools;
