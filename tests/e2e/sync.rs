@@ -743,3 +743,107 @@ async fn an_object_of_another_sync_is_a_conflict_and_disabled_objects_are_left_a
     let (_, _, message) = ready(&sync).expect("Ready");
     assert!(message.contains("1 skipped"), "{message}");
 }
+
+#[tokio::test]
+async fn diff_shows_what_a_sync_would_change_without_secret_values() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepo::init(&tmp.path().join("fleet"));
+    let secret = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: apps\nstringData:\n  token: {value}\n"
+        )
+    };
+    repo.write("dev/namespace.yaml", &namespace_yaml("apps"))
+        .write(
+            "dev/settings.yaml",
+            &configmap_yaml("apps", "settings", "fast"),
+        )
+        .write("dev/extra.yaml", &configmap_yaml("apps", "extra", "x"))
+        .write("dev/token.yaml", &secret("old-token-value"));
+    let first = repo.commit("first");
+    let ops = GitOps::start().await;
+    setup(&ops, &repo, "1h").await;
+    ops.create_sync(
+        NS,
+        &sync_yaml("dev", "dev", "  allowPlaintextSecrets: true\n"),
+    )
+    .await;
+    ops.wait_sync(
+        NS,
+        "dev",
+        "applied",
+        WAIT,
+        applied(&format!("main@sha1:{first}")),
+    )
+    .await;
+
+    let local = tmp.path().join("local");
+    let local_repo = GitRepo { dir: local.clone() };
+    local_repo
+        .write("namespace.yaml", &namespace_yaml("apps"))
+        .write("settings.yaml", &configmap_yaml("apps", "settings", "slow"))
+        .write("added.yaml", &configmap_yaml("apps", "added", "new"))
+        .write("token.yaml", &secret("new-token-value"));
+    let kubeconfig = tmp.path().join("kubeconfig");
+    ops.cluster
+        .server
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    // Async, so the in-process API server keeps serving while sigil runs.
+    let run = |extra: &'static [&'static str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["diff", "--path"])
+            .arg(&local)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["-n", NS, "--sync", "dev"])
+            .args(extra)
+            .output()
+    };
+    let output = run(&[]).await.expect("sigil diff");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stdout}{stderr}");
+    println!("sigil diff:\n{stdout}");
+    for expected in [
+        "~ ConfigMap apps/settings",
+        "-   mode: fast",
+        "+   mode: slow",
+        "+ ConfigMap apps/added",
+        "~ Secret apps/token",
+        "(changed)",
+        "- ConfigMap apps/extra: would be pruned",
+        "1 to create, 2 to change, 1 unchanged, 1 to prune",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    for secret_text in [
+        "old-token-value",
+        "new-token-value",
+        "b2xkLXRva2VuLXZhbHVl",
+        "bmV3LXRva2VuLXZhbHVl",
+    ] {
+        assert!(
+            !stdout.contains(secret_text) && !stderr.contains(secret_text),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        configmap(&ops, "apps", "settings")
+            .await
+            .as_ref()
+            .and_then(mode),
+        Some("fast"),
+        "a diff changes nothing"
+    );
+    assert!(configmap(&ops, "apps", "added").await.is_none());
+    let output = run(&["--exit-code"]).await.expect("sigil diff --exit-code");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "--exit-code fails on changes"
+    );
+}
