@@ -1,7 +1,7 @@
 //! Server-side apply of a [`Plan`], stage by stage, writing nothing that would not change.
 //!
-//! For each object: the live object (from one labelled LIST per resource and namespace, or a
-//! GET), an ownership check (an object labelled for another Sync is a conflict, never
+//! For each object: the live object (from one LIST per resource and namespace, or a GET), an
+//! ownership check (an object labelled for another Sync is a conflict, never
 //! overwritten), then a dry-run apply. Only when the dry-run result differs from the live
 //! object is the real apply sent. After the CRD stage, the CRDs are awaited until
 //! `Established` and discovery is refreshed.
@@ -177,13 +177,10 @@ pub async fn apply_plan(
         if objects.is_empty() {
             continue;
         }
-        let live = match options.owner {
-            Some(owner) => list_owned(target, &objects, owner).await,
-            None => HashMap::new(),
-        };
+        let live = list_live(target, &objects).await;
         let mut pending = Vec::with_capacity(objects.len());
         for desired in objects.iter().copied() {
-            let hint = live.get(&key(desired)).cloned().map(Some);
+            let hint = live.get(&key(desired)).cloned();
             pending.push(apply_one(
                 target,
                 desired,
@@ -247,13 +244,13 @@ fn key(desired: &Desired) -> (String, String, String) {
     )
 }
 
-/// Live objects of this owner, by one LIST per resource and namespace. A failed LIST (for
-/// example forbidden to the impersonated account) just leaves its objects to a GET each.
-async fn list_owned(
+/// The live state of the stage's objects by one LIST per resource and namespace: `Some(None)`
+/// for an object the LIST shows absent. A failed LIST (for example forbidden to an impersonated
+/// account that may only get and patch) leaves its objects out, to be read with a GET each.
+async fn list_live(
     target: &Target,
     objects: &[&Desired],
-    owner: &Owner,
-) -> HashMap<(String, String, String), Value> {
+) -> HashMap<(String, String, String), Option<Value>> {
     let mut groups: HashMap<(String, String, String), (&ApiResource, Option<&str>)> =
         HashMap::new();
     for d in objects {
@@ -265,10 +262,9 @@ async fn list_owned(
             ))
             .or_insert((&d.kind.resource, d.namespace()));
     }
-    let selector = owner.selector();
     let mut out = HashMap::new();
     for ((api_version, kind, namespace), (resource, ns)) in groups {
-        let Ok(items) = target.list(resource, ns, &selector).await else {
+        let Ok(items) = target.list(resource, ns, "").await else {
             continue;
         };
         let mut found: HashMap<String, Value> = items
@@ -278,16 +274,12 @@ async fn list_owned(
                 Some((name, item))
             })
             .collect();
-        // Listed objects are known; the others of this group are known to be absent only if
-        // they are not labelled for us, so they still get a GET (None here means "ask").
         for d in objects.iter().filter(|d| {
             d.entry.api_version == api_version
                 && d.entry.kind == kind
                 && d.entry.namespace == namespace
         }) {
-            if let Some(item) = found.remove(&d.entry.name) {
-                out.insert(key(d), item);
-            }
+            out.insert(key(d), found.remove(&d.entry.name));
         }
     }
     out

@@ -131,15 +131,19 @@ impl Target {
         }
     }
 
-    /// The objects matching a label selector (in one namespace, or all for None).
+    /// The objects matching a label selector (`""`: all) in one namespace, or all for None.
     pub async fn list(
         &self,
         resource: &ApiResource,
         namespace: Option<&str>,
         selector: &str,
     ) -> Result<Vec<Value>, ApiError> {
+        let mut params = ListParams::default();
+        if !selector.is_empty() {
+            params = params.labels(selector);
+        }
         let request = Self::request(resource, namespace)
-            .list(&ListParams::default().labels(selector))
+            .list(&params)
             .map_err(build_error)?;
         let list: Value = self.send(request).await?;
         Ok(match list.get("items") {
