@@ -5,7 +5,15 @@ pub mod controller;
 pub mod crds;
 pub mod dev;
 pub mod diff;
+pub mod fetch_key;
+pub mod keygen;
+pub mod reencrypt;
 pub mod scan;
+pub mod seal;
+pub mod sealing;
+pub mod set;
+pub mod unseal;
+pub mod validate;
 
 use tracing_subscriber::{EnvFilter, fmt};
 

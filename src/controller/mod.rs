@@ -7,8 +7,10 @@
 pub mod context;
 pub mod error;
 pub mod git_source;
+pub mod keyring;
 pub mod leader;
 pub mod metrics;
+pub mod sealed_secret;
 pub mod shard;
 pub mod sync;
 
@@ -112,9 +114,11 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
+    let keys = keyring::KeyringHandle::default();
+    let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
+    let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
+    let gitops = tokio::spawn(sync::run_with_sources(ctx.clone()));
     ctx.set_ready(true);
-    tokio::join!(
-        sync::run_with_sources(ctx.clone()),
-        ctx.shutdown.cancelled()
-    );
+    ctx.shutdown.cancelled().await;
+    let _ = tokio::join!(sealing, sealed, gitops);
 }

@@ -3,6 +3,7 @@
 
 mod health;
 pub mod hooks;
+pub mod recipients;
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .merge(health::router())
         .merge(hooks::router())
+        .merge(recipients::router())
         .with_state(ctx)
 }
 

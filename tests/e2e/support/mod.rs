@@ -4,5 +4,6 @@ pub mod dev;
 pub mod git_http;
 pub mod git_repo;
 pub mod gitops;
+pub mod sealed;
 pub mod sshd;
 pub mod tools;
