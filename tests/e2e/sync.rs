@@ -847,3 +847,83 @@ async fn diff_shows_what_a_sync_would_change_without_secret_values() {
         "--exit-code fails on changes"
     );
 }
+
+#[tokio::test]
+async fn a_sealed_secret_in_git_becomes_a_secret() {
+    use crate::support::gitops::CONTROLLER_NAMESPACE;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ops = GitOps::start().await;
+    wait_for("the recipients ConfigMap", WAIT, || async {
+        Api::<ConfigMap>::namespaced(ops.client(), CONTROLLER_NAMESPACE)
+            .get_opt("sigil-recipients")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let kubeconfig = tmp.path().join("kubeconfig");
+    ops.cluster
+        .server
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
+    let plaintext = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: apps\nstringData:\n  password: s3aled-in-git\n";
+    let mut seal = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .arg("seal")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sigil seal");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = seal.stdin.take().expect("stdin");
+        stdin.write_all(plaintext.as_bytes()).await.expect("write");
+    }
+    let sealed = seal.wait_with_output().await.expect("sigil seal output");
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let sealed_yaml = String::from_utf8(sealed.stdout).expect("UTF-8");
+    assert!(!sealed_yaml.contains("s3aled-in-git"));
+
+    let repo = GitRepo::init(&tmp.path().join("fleet"));
+    repo.write("clusters/dev/namespace.yaml", &namespace_yaml("apps"))
+        .write("clusters/dev/db.yaml", &sealed_yaml);
+    let first = repo.commit("a sealed secret");
+    let scan = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["scan", "."])
+        .current_dir(&repo.dir)
+        .output()
+        .await
+        .expect("sigil scan");
+    assert!(scan.status.success(), "a SealedSecret is not plaintext");
+
+    setup(&ops, &repo, "1s").await;
+    ops.create_sync(NS, &sync_yaml("dev", "clusters/dev", ""))
+        .await;
+    ops.wait_sync(
+        NS,
+        "dev",
+        "applied",
+        WAIT,
+        applied(&format!("main@sha1:{first}")),
+    )
+    .await;
+    let secret = wait_for("the Secret from the SealedSecret", WAIT, || async {
+        Api::<Secret>::namespaced(ops.client(), "apps")
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let password = secret
+        .data
+        .and_then(|d| d.get("password").cloned())
+        .expect("password key");
+    assert_eq!(password.0, b"s3aled-in-git");
+}

@@ -1,34 +1,41 @@
-//! The GitSource and Sync controllers running in-process against the embedded API server,
-//! with the controller's HTTP port (webhooks) on a loopback port of their own.
+//! The controller running in-process against the embedded API server, as `sigil controller`
+//! runs it, with its HTTP port (webhooks) on a loopback port chosen at run time.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use sigil::api::git_source::GitSource;
 use sigil::api::sync::Sync as SyncResource;
-use sigil::controller::{Context, Options};
+use sigil::controller::Options;
+use tokio_util::sync::CancellationToken;
 
 use super::dev::{Cluster, start_with};
 
-/// A cluster with sigil's CRDs, the controllers, and their HTTP port.
+/// Namespace of the controller (keys, recipients).
+pub const CONTROLLER_NAMESPACE: &str = "sigil-system";
+
+/// A cluster with sigil's CRDs and the whole controller (`sigil::controller::run`: sealed
+/// secrets, GitSource, Sync, and the HTTP port with the webhook receiver).
 pub struct GitOps {
     pub cluster: Cluster,
-    pub ctx: Arc<Context>,
-    /// Where `/hooks/...` is served.
+    /// Where the controller's HTTP port (`/hooks/...`) listens.
     pub http: SocketAddr,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    controller: tokio::task::JoinHandle<Result<(), sigil::controller::Error>>,
 }
 
 impl Drop for GitOps {
     fn drop(&mut self) {
-        self.ctx.shutdown.cancel();
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.stop.cancel();
+        self.controller.abort();
     }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address")
 }
 
 impl GitOps {
@@ -38,31 +45,35 @@ impl GitOps {
             ..Default::default()
         })
         .await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let http = listener.local_addr().expect("address");
+        cluster.namespace(CONTROLLER_NAMESPACE).await;
+        let http = free_port();
         let options = Options {
+            namespace: CONTROLLER_NAMESPACE.to_string(),
             http_listen: http,
+            concurrency: 4,
             ..Options::default()
         };
-        let ctx = Arc::new(Context::new(cluster.client.clone(), options));
-        let controllers = tokio::spawn(sigil::controller::sync::run_with_sources(ctx.clone()));
-        let shutdown = ctx.shutdown.clone();
-        let router = sigil::server::router(ctx.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        });
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let controller = tokio::spawn(sigil::controller::run(
+            cluster.client.clone(),
+            options,
+            async move { token.cancelled().await },
+        ));
+        let ready = format!("http://{http}/readyz");
+        wait_for("the controller's /readyz", Duration::from_secs(20), || {
+            let ready = ready.clone();
+            async move {
+                let response = reqwest::get(&ready).await.ok()?;
+                response.status().is_success().then_some(())
+            }
+        })
+        .await;
         Self {
             cluster,
-            ctx,
             http,
-            tasks: vec![controllers, server],
+            stop,
+            controller,
         }
     }
 
