@@ -927,3 +927,70 @@ async fn a_sealed_secret_in_git_becomes_a_secret() {
         .expect("password key");
     assert_eq!(password.0, b"s3aled-in-git");
 }
+
+#[tokio::test]
+async fn namespaces_are_defaulted_and_pruned_only_when_annotated() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepo::init(&tmp.path().join("fleet"));
+    let no_namespace = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  mode: \"x\"\n"
+        )
+    };
+    repo.write(
+        "target/namespace.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n  annotations:\n    sigil.dev/prune: \"true\"\n",
+    )
+    .write("target/cm.yaml", &no_namespace("lands-in-target"))
+    .write("target/keep.yaml", &configmap_yaml(NS, "keep", "k"))
+    .write("own/cm.yaml", &no_namespace("lands-in-sync-namespace"));
+    let first = repo.commit("first");
+    let revision = format!("main@sha1:{first}");
+    let ops = GitOps::start().await;
+    setup(&ops, &repo, "1s").await;
+    ops.create_sync(
+        NS,
+        &sync_yaml("target", "target", "  targetNamespace: scratch\n"),
+    )
+    .await;
+    ops.create_sync(NS, &sync_yaml("own", "own", "")).await;
+    ops.wait_sync(NS, "target", "applied", WAIT, applied(&revision))
+        .await;
+    ops.wait_sync(NS, "own", "applied", WAIT, applied(&revision))
+        .await;
+    assert!(
+        configmap(&ops, "scratch", "lands-in-target")
+            .await
+            .is_some()
+    );
+    assert!(
+        configmap(&ops, NS, "lands-in-sync-namespace")
+            .await
+            .is_some()
+    );
+
+    repo.remove("target/namespace.yaml")
+        .remove("target/cm.yaml");
+    let second = repo.commit("drop the scratch namespace");
+    let sync = ops
+        .wait_sync(
+            NS,
+            "target",
+            "emptied",
+            WAIT,
+            applied(&format!("main@sha1:{second}")),
+        )
+        .await;
+    // (An emptied folder would not exist in Git at all: PathNotFound, and nothing pruned.)
+    assert_eq!(sync.status.expect("status").inventory.len(), 1);
+    wait_for("the annotated Namespace to go", WAIT, || async {
+        let ns = Api::<Namespace>::all(ops.client())
+            .get_opt("scratch")
+            .await
+            .expect("get");
+        // Deletion may leave it Terminating for a moment.
+        ns.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+}
