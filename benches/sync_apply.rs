@@ -124,10 +124,11 @@ async fn engine(client: &kube::Client) -> BenchResult<()> {
     let after = versions(client, namespace).await?;
     let counts = report.counts();
     println!(
-        "engine  no-op resync:        {:>8.1} ms  ({:.0} objects/s; {} unchanged; writes: {} reported, {} seen by the server)",
+        "engine  no-op resync:        {:>8.1} ms  ({:.0} objects/s; {} unchanged, {} dry runs; writes: {} reported, {} seen by the server)",
         took.as_secs_f64() * 1e3,
         rate(OBJECTS, took),
         counts.unchanged,
+        counts.dry_runs,
         counts.writes(),
         moved(&before, &after)
     );
@@ -150,6 +151,47 @@ fn git(dir: &std::path::Path, args: &[&str]) -> BenchResult<String> {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Fetch and tree read alone, for the share of Git in the whole loop.
+async fn git_alone(repo: &std::path::Path, commit: &str) -> BenchResult<()> {
+    let cache = sigil::git::Cache::temporary();
+    let url = format!("file://{}", repo.display());
+    let dir = cache.repo_dir("bench", "bench", &url);
+    let started = Instant::now();
+    cache
+        .fetch(
+            dir.clone(),
+            url,
+            sigil::git::Reference::Branch("main".into()),
+            sigil::git::Credentials::default(),
+            Duration::from_secs(120),
+        )
+        .await?;
+    let fetched = started.elapsed();
+    let started = Instant::now();
+    let files = cache
+        .read_folder(
+            dir,
+            commit.to_string(),
+            "apps".to_string(),
+            sigil::manifests::source::is_manifest_path,
+            sigil::git::TreeLimits::default(),
+        )
+        .await?;
+    let read = started.elapsed();
+    let started = Instant::now();
+    let sources: Vec<SourceFile> = files.into_iter().map(SourceFile::from).collect();
+    let (manifests, _) = parse_files(&sources);
+    println!(
+        "git     fetch {:.1} ms, read {} files {:.1} ms, parse {} documents {:.1} ms",
+        fetched.as_secs_f64() * 1e3,
+        sources.len(),
+        read.as_secs_f64() * 1e3,
+        manifests.len(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
 }
 
 async fn wait_sync(
@@ -185,6 +227,7 @@ async fn whole_loop(client: &kube::Client) -> BenchResult<()> {
     git(repo.path(), &["add", "-A"])?;
     git(repo.path(), &["commit", "-q", "-m", "1000 objects"])?;
     let commit = git(repo.path(), &["rev-parse", "HEAD"])?;
+    git_alone(repo.path(), &commit).await?;
 
     let ctx = Arc::new(sigil::controller::Context::new(
         client.clone(),
@@ -256,17 +299,25 @@ async fn whole_loop(client: &kube::Client) -> BenchResult<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> BenchResult<()> {
-    // `cargo bench` passes `--bench`; nothing to parse.
-    sigil::tls::install_crypto_provider();
+async fn dev_server() -> BenchResult<(sigil::dev::DevServer, kube::Client)> {
     let server = sigil::dev::DevServer::start(sigil::dev::DevOptions {
         install_crds: sigil::api::crds(),
         ..Default::default()
     })
     .await?;
     let client = server.client().await?;
+    Ok((server, client))
+}
+
+#[tokio::main]
+async fn main() -> BenchResult<()> {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    sigil::tls::install_crypto_provider();
+    // A fresh server for each part, so neither measures the other's objects.
+    let (server, client) = dev_server().await?;
     engine(&client).await?;
+    server.shutdown().await;
+    let (server, client) = dev_server().await?;
     whole_loop(&client).await?;
     server.shutdown().await;
     Ok(())

@@ -31,6 +31,8 @@ pub const CONTROLLER: &str = "gitsource";
 pub const REQUESTED_AT_ANNOTATION: &str = "sigil.dev/reconcile-requested-at";
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest interval honoured (GitSource and Sync).
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A reconcile failed in a way the status could not record.
@@ -152,7 +154,8 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
         requested.as_deref().unwrap_or("")
     );
     let interval = match interval(source.spec.interval.as_deref(), DEFAULT_INTERVAL) {
-        Ok(interval) => interval,
+        // `0` would poll in a loop.
+        Ok(interval) => interval.max(MIN_INTERVAL),
         Err(message) => {
             let update =
                 ConditionUpdate::not_ready("InvalidInterval", format!("spec.interval: {message}"));

@@ -175,7 +175,7 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
         .map(crate::api::duration::parse)
     {
         None => DEFAULT_INTERVAL,
-        Some(Ok(interval)) => interval,
+        Some(Ok(interval)) => interval.max(git_source::MIN_INTERVAL),
         Some(Err(err)) => {
             let outcome =
                 RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true);
@@ -687,6 +687,7 @@ mod tests {
             configured: 2,
             unchanged: 3,
             skipped: 1,
+            dry_runs: 0,
         };
         assert_eq!(
             summary(&counts, 4),

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::client::{ApiError, Target};
 use super::discovery::Resolver;
+use super::fields::apply_is_noop;
 use super::object::{Owner, comparable, fingerprint, reconcile_disabled};
 use super::plan::{Desired, Plan, Stage};
 use crate::api::sync::InventoryEntry;
@@ -48,6 +49,8 @@ pub struct Applied {
     /// In [`Mode::DryRun`]: the live object before, and the dry-run result.
     pub live: Option<Value>,
     pub result: Option<Value>,
+    /// Whether the server was asked with a dry run (false when `managedFields` settled it).
+    pub dry_run: bool,
 }
 
 /// Why an object failed.
@@ -96,6 +99,8 @@ pub struct Counts {
     pub configured: usize,
     pub unchanged: usize,
     pub skipped: usize,
+    /// Dry-run calls made (objects `managedFields` could not settle).
+    pub dry_runs: usize,
 }
 
 impl Counts {
@@ -109,6 +114,7 @@ impl ApplyReport {
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for applied in &self.applied {
+            counts.dry_runs += usize::from(applied.dry_run);
             match applied.outcome {
                 Outcome::Created => counts.created += 1,
                 Outcome::Configured => counts.configured += 1,
@@ -323,6 +329,7 @@ pub async fn apply_one(
         resource: resource.clone(),
         outcome,
         fingerprint,
+        dry_run: result.is_some() && outcome != Outcome::Created,
         live: if mode == Mode::DryRun { live } else { None },
         result: if mode == Mode::DryRun { result } else { None },
     };
@@ -359,6 +366,10 @@ pub async fn apply_one(
         let print = fingerprint(&live);
         return Ok(done(Outcome::Skipped, Some(print), Some(live), None));
     }
+    if apply_is_noop(&desired.object, &live, crate::api::FIELD_MANAGER) {
+        let print = fingerprint(&live);
+        return Ok(done(Outcome::Unchanged, Some(print), Some(live), None));
+    }
     let dry = target
         .apply(resource, namespace, &desired.object, true)
         .await
@@ -375,7 +386,9 @@ pub async fn apply_one(
         .await
         .map_err(|e| failure(desired, e))?;
     let print = fingerprint(&result);
-    Ok(done(Outcome::Configured, Some(print), None, None))
+    let mut applied = done(Outcome::Configured, Some(print), None, None);
+    applied.dry_run = true;
+    Ok(applied)
 }
 
 fn established(crd: &Value) -> bool {
@@ -434,6 +447,7 @@ mod tests {
             fingerprint: None,
             live: None,
             result: None,
+            dry_run: false,
         }
     }
 

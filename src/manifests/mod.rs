@@ -7,7 +7,8 @@
 //! * [`plaintext`]: the guard against `kind: Secret` with values in Git;
 //! * [`plan`]: every document validated against discovery, namespaces defaulted, ownership
 //!   labels added, ordered CRDs → Namespaces → the rest;
-//! * [`apply`]: server-side apply as `sigil`, no write when a dry run equals the live object;
+//! * [`apply`]: server-side apply as `sigil`, no write when a dry run equals the live object
+//!   (and no dry run when [`fields`] shows from `managedFields` that nothing would change);
 //! * [`prune`]: deleting what left Git, with its guards;
 //! * [`diff`]: a readable diff of live against the dry-run result, Secret values masked.
 
@@ -15,6 +16,7 @@ pub mod apply;
 pub mod client;
 pub mod diff;
 pub mod discovery;
+pub mod fields;
 pub mod object;
 pub mod parse;
 pub mod plaintext;
