@@ -194,8 +194,16 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
             Some(err.reason()),
         ),
     };
-    if let Ok(fetched) = &result {
-        tracing::debug!(source = %key, revision = %fetched.revision, downloaded = fetched.downloaded, "fetched");
+    match &result {
+        Ok(fetched) if fetched.downloaded => {
+            tracing::info!(source = %key, revision = %fetched.revision, "fetched a new revision")
+        }
+        Ok(fetched) => {
+            tracing::debug!(source = %key, revision = %fetched.revision, "remote ref did not move")
+        }
+        Err(err) => {
+            tracing::warn!(source = %key, reason = err.reason(), error = %err, "fetch failed")
+        }
     }
     write_status(ctx, &source, update, artifact, requested).await?;
     ctx.metrics

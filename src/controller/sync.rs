@@ -648,6 +648,7 @@ async fn write_status(
             if old.last_applied_revision.as_deref() != Some(applied.as_str())
                 || counts.writes() + pruned > 0 =>
         {
+            tracing::info!(sync = %format!("{}/{}", sync.namespace().unwrap_or_default(), sync.name_any()), revision = %applied, "{}", summary(&counts, pruned));
             Some(Event {
                 type_: EventType::Normal,
                 reason: "Applied".to_string(),
