@@ -3,7 +3,11 @@
 pub mod api_proxy;
 pub mod controller;
 pub mod dev;
+pub mod git_http;
+pub mod git_repo;
+pub mod gitops;
 pub mod kube_cli;
 pub mod objects;
 pub mod sealed;
+pub mod sshd;
 pub mod tools;
