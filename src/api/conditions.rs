@@ -40,6 +40,11 @@ fn status_str(status: bool) -> &'static str {
     if status { "True" } else { "False" }
 }
 
+/// The current time, as conditions record it.
+pub fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
 /// Sets a condition, keeping `lastTransitionTime` unless the status flips.
 /// Returns true when anything visible changed (status, reason, message or generation),
 /// which is when an Event is worth emitting.

@@ -11,18 +11,18 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::Context;
+use super::status::{StatusError, patch_status, publish};
 use super::sync::schedule::Schedule;
 use crate::api::common::LocalObjectReference;
-use crate::api::conditions::{ConditionUpdate, set_condition};
-use crate::api::git_source::{Artifact, GitSource, GitSourceStatus};
+use crate::api::conditions::{self, ConditionUpdate, set_condition};
+use crate::api::git_source::{Artifact, GitSource};
 use crate::git::{Cache, Credentials, FetchError, Fetched, Reference};
 
 /// Name of this controller in metrics and logs.
@@ -34,13 +34,6 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// The shortest interval honoured (GitSource and Sync).
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A reconcile failed in a way the status could not record.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("GitSource {0}: cannot write status: {1}")]
-    Status(String, #[source] kube::Error),
-}
 
 struct State {
     ctx: Arc<Context>,
@@ -70,7 +63,7 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         .await;
 }
 
-fn error_policy(_: Arc<GitSource>, err: &Error, _: Arc<State>) -> Action {
+fn error_policy(_: Arc<GitSource>, err: &StatusError, _: Arc<State>) -> Action {
     tracing::warn!(controller = CONTROLLER, error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
@@ -134,7 +127,7 @@ pub async fn fetch(
         .await
 }
 
-async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, Error> {
+async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, StatusError> {
     let ctx = &state.ctx;
     let namespace = source.namespace().unwrap_or_default();
     let name = source.name_any();
@@ -176,7 +169,7 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
                 Some(previous) if previous.revision == fetched.revision => previous,
                 _ => Artifact {
                     revision: fetched.revision.clone(),
-                    last_update_time: Some(Time(jiff::Timestamp::now())),
+                    last_update_time: Some(conditions::now()),
                 },
             };
             (
@@ -222,7 +215,7 @@ async fn write_status(
     update: ConditionUpdate<'_>,
     artifact: Option<Artifact>,
     requested: Option<String>,
-) -> Result<(), Error> {
+) -> Result<(), StatusError> {
     let old = source.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let event = match (&update.status, &artifact) {
@@ -243,7 +236,7 @@ async fn write_status(
         &mut status.conditions,
         update,
         source.metadata.generation,
-        Time(jiff::Timestamp::now()),
+        conditions::now(),
     );
     if artifact.is_some() {
         status.artifact = artifact;
@@ -258,44 +251,18 @@ async fn write_status(
             .map(|(reason, message)| Event {
                 type_: EventType::Warning,
                 reason,
-                note: Some(truncate(&message, 1000)),
+                note: Some(message),
                 action: "Fetch".to_string(),
                 secondary: None,
             })
     });
     if let Some(event) = event {
-        let reference = source.object_ref(&());
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %err, "cannot publish event");
-        }
+        publish(ctx, event, &source.object_ref(&())).await;
     }
     if status == old {
         return Ok(());
     }
-    let name = source.name_any();
-    let namespace = source.namespace().unwrap_or_default();
-    let patch = serde_json::json!({ "status": status_json(&status) });
-    Api::<GitSource>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::Status(format!("{namespace}/{name}"), e))?;
-    Ok(())
-}
-
-fn status_json(status: &GitSourceStatus) -> serde_json::Value {
-    serde_json::to_value(status).unwrap_or_default()
-}
-
-/// Cuts a message to at most `max` bytes on a character boundary (Event notes are limited).
-pub(crate) fn truncate(message: &str, max: usize) -> String {
-    if message.len() <= max {
-        return message.to_string();
-    }
-    let mut end = max;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &message[..end])
+    patch_status(&ctx.client, source, &status).await
 }
 
 #[cfg(test)]
@@ -310,11 +277,5 @@ mod tests {
             Ok(Duration::from_secs(5))
         );
         assert!(interval(Some("soon"), DEFAULT_INTERVAL).is_err());
-    }
-
-    #[test]
-    fn truncation_keeps_characters_whole() {
-        assert_eq!(truncate("héllo", 2), "h…");
-        assert_eq!(truncate("ok", 10), "ok");
     }
 }

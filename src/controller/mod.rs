@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod sealed_secret;
 pub mod shard;
+pub mod status;
 pub mod sync;
 
 use std::future::Future;

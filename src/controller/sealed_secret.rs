@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config};
@@ -31,6 +31,7 @@ use zeroize::Zeroize;
 
 use super::Context;
 use super::keyring::KeyringHandle;
+use super::status::{StatusError, patch_status, publish};
 use crate::api::conditions::{self, ConditionUpdate, READY};
 use crate::api::sealed_secret::{SealedSecret, SealedSecretStatus};
 use crate::crypto::manifest;
@@ -56,13 +57,6 @@ pub mod reason {
 const RESYNC: Duration = Duration::from_secs(3600);
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
-
-/// A reconcile that could not even record its outcome.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error("cannot update the status of {object}: {error}")]
-    Status { object: String, error: kube::Error },
-}
 
 /// Why a SealedSecret's Secret was not written. The message never holds a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,12 +154,12 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
         .await;
 }
 
-fn error_policy(object: Arc<SealedSecret>, error: &ReconcileError, state: Arc<State>) -> Action {
+fn error_policy(object: Arc<SealedSecret>, error: &StatusError, state: Arc<State>) -> Action {
     tracing::warn!(controller = CONTROLLER, %error, "reconcile failed");
     Action::requeue(state.backoff(&ObjectRef::from_obj(object.as_ref())))
 }
 
-async fn reconcile(object: Arc<SealedSecret>, state: Arc<State>) -> Result<Action, ReconcileError> {
+async fn reconcile(object: Arc<SealedSecret>, state: Arc<State>) -> Result<Action, StatusError> {
     let ctx = &state.ctx;
     if !ctx.owns(object.as_ref()) || object.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -510,7 +504,7 @@ async fn record(
     object: &SealedSecret,
     outcome: &Result<Synced, Failure>,
     ctx: &Context,
-) -> Result<(), ReconcileError> {
+) -> Result<(), StatusError> {
     let previous = object.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     let generation = object.metadata.generation;
@@ -533,7 +527,7 @@ async fn record(
         &mut status.conditions,
         update,
         generation,
-        Time(jiff::Timestamp::now()),
+        conditions::now(),
     );
     status.observed_generation = generation;
     let after = conditions::find(&status.conditions, READY)
@@ -541,23 +535,7 @@ async fn record(
     if status == previous {
         return Ok(());
     }
-    let api: Api<SealedSecret> =
-        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"status": status_json(&status)});
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|error| ReconcileError::Status {
-        object: manifest::describe(
-            "SealedSecret",
-            object.namespace().as_deref(),
-            &object.name_any(),
-        ),
-        error,
-    })?;
+    patch_status(&ctx.client, object, &status_json(&status)).await?;
     if before != after
         && let Some((status_text, reason, message)) = after
     {
@@ -572,9 +550,7 @@ async fn record(
             action: "Unseal".into(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-            tracing::debug!(controller = CONTROLLER, error = %e, "cannot publish event");
-        }
+        publish(ctx, event, &object.object_ref(&())).await;
     }
     Ok(())
 }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -27,10 +27,11 @@ use kube::{Resource, ResourceExt};
 use self::heal::{Healer, Locks, Tracking};
 use self::schedule::Schedule;
 use super::Context;
-use super::git_source::{self, requested_at, truncate};
-use crate::api::conditions::{ConditionUpdate, set_condition};
+use super::git_source::{self, requested_at};
+use super::status::{StatusError, patch_status, publish};
+use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::GitSource;
-use crate::api::sync::{InventoryEntry, Sync as SyncResource, SyncStatus};
+use crate::api::sync::{InventoryEntry, Sync as SyncResource};
 use crate::git::{Cache, Reference, TreeError, TreeLimits, commit_of_revision};
 use crate::manifests::apply::{ApplyOptions, Counts, Mode, apply_plan};
 use crate::manifests::object::same_object;
@@ -51,13 +52,6 @@ const MAX_LABEL_VALUE: usize = 63;
 
 const RECONCILING: &str = "Reconciling";
 const STALLED: &str = "Stalled";
-
-/// A reconcile failed in a way the status could not record.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("Sync {0}: cannot write status: {1}")]
-    Status(String, #[source] kube::Error),
-}
 
 struct State {
     ctx: Arc<Context>,
@@ -117,7 +111,7 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         .await;
 }
 
-fn error_policy(_: Arc<SyncResource>, err: &Error, _: Arc<State>) -> Action {
+fn error_policy(_: Arc<SyncResource>, err: &StatusError, _: Arc<State>) -> Action {
     tracing::warn!(controller = CONTROLLER, error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
@@ -149,7 +143,7 @@ impl RunOutcome {
     }
 }
 
-async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action, Error> {
+async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action, StatusError> {
     let ctx = &state.ctx;
     let namespace = sync.namespace().unwrap_or_default();
     let name = sync.name_any();
@@ -280,9 +274,7 @@ async fn source_revision(
             let why = source
                 .status
                 .as_ref()
-                .and_then(|s| {
-                    crate::api::conditions::find(&s.conditions, crate::api::conditions::READY)
-                })
+                .and_then(|s| conditions::find(&s.conditions, conditions::READY))
                 .map(|c| format!(": {}", c.message))
                 .unwrap_or_default();
             Err(RunOutcome::failed(
@@ -540,31 +532,16 @@ fn summary(counts: &Counts, pruned: usize) -> String {
     text
 }
 
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
-}
-
 fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
     conditions.retain(|c| c.type_ != type_);
 }
 
-async fn patch_status(
+/// `Reconciling=True` while a new revision or spec is being applied (kstatus "in progress").
+async fn mark_reconciling(
     ctx: &Context,
     sync: &SyncResource,
-    status: &SyncStatus,
-) -> Result<(), Error> {
-    let name = sync.name_any();
-    let namespace = sync.namespace().unwrap_or_default();
-    let patch = serde_json::json!({ "status": status });
-    Api::<SyncResource>::namespaced(ctx.client.clone(), &namespace)
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|e| Error::Status(format!("{namespace}/{name}"), e))?;
-    Ok(())
-}
-
-/// `Reconciling=True` while a new revision or spec is being applied (kstatus "in progress").
-async fn mark_reconciling(ctx: &Context, sync: &SyncResource, revision: &str) -> Result<(), Error> {
+    revision: &str,
+) -> Result<(), StatusError> {
     let mut status = sync.status.clone().unwrap_or_default();
     set_condition(
         &mut status.conditions,
@@ -575,9 +552,9 @@ async fn mark_reconciling(ctx: &Context, sync: &SyncResource, revision: &str) ->
             message: format!("applying revision {revision}"),
         },
         sync.metadata.generation,
-        now(),
+        conditions::now(),
     );
-    patch_status(ctx, sync, &status).await
+    patch_status(&ctx.client, sync, &status).await
 }
 
 /// Writes the outcome into the status (only when it changed) and publishes the Event: one per
@@ -588,7 +565,7 @@ async fn write_status(
     outcome: &RunOutcome,
     revision: Option<&str>,
     requested: Option<String>,
-) -> Result<(), Error> {
+) -> Result<(), StatusError> {
     let old = sync.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let generation = sync.metadata.generation;
@@ -597,7 +574,7 @@ async fn write_status(
     } else {
         ConditionUpdate::not_ready(outcome.reason, outcome.message.clone())
     };
-    let changed = set_condition(&mut status.conditions, ready, generation, now());
+    let changed = set_condition(&mut status.conditions, ready, generation, conditions::now());
     if outcome.ready {
         remove_condition(&mut status.conditions, RECONCILING);
         remove_condition(&mut status.conditions, STALLED);
@@ -612,7 +589,7 @@ async fn write_status(
                 message: outcome.message.clone(),
             },
             generation,
-            now(),
+            conditions::now(),
         );
     } else {
         remove_condition(&mut status.conditions, STALLED);
@@ -625,7 +602,7 @@ async fn write_status(
                 message: format!("retrying: {}", outcome.reason),
             },
             generation,
-            now(),
+            conditions::now(),
         );
     }
     if let Some(revision) = revision {
@@ -660,19 +637,17 @@ async fn write_status(
         _ if !outcome.ready && changed => Some(Event {
             type_: EventType::Warning,
             reason: outcome.reason.to_string(),
-            note: Some(truncate(&outcome.message, 1000)),
+            note: Some(outcome.message.clone()),
             action: "Apply".to_string(),
             secondary: None,
         }),
         _ => None,
     };
     if status != old {
-        patch_status(ctx, sync, &status).await?;
+        patch_status(&ctx.client, sync, &status).await?;
     }
-    if let Some(event) = event
-        && let Err(err) = ctx.recorder.publish(&event, &sync.object_ref(&())).await
-    {
-        tracing::debug!(error = %err, "cannot publish event");
+    if let Some(event) = event {
+        publish(ctx, event, &sync.object_ref(&())).await;
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::controller::Context;
+use crate::controller::status::publish;
 use crate::manifests::apply::{Mode, Outcome, apply_one};
 use crate::manifests::object::{Owner, describe, fingerprint, fingerprint_dynamic, group_of};
 use crate::manifests::{
@@ -301,9 +302,7 @@ impl Healer {
                         action: "SelfHeal".to_string(),
                         secondary: None,
                     };
-                    if let Err(err) = self.ctx.recorder.publish(&event, &reference).await {
-                        tracing::debug!(error = %err, "cannot publish event");
-                    }
+                    publish(&self.ctx, event, &reference).await;
                 }
             }
             Err(failure) => {
