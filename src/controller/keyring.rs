@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use super::Context;
+use super::{Context, backoff};
 use crate::crypto::identity;
 use crate::crypto::keyring::{Keyring, SealingKey};
 use crate::crypto::recipients;
@@ -42,6 +42,7 @@ pub const RECIPIENTS_KEY: &str = "recipients";
 
 /// How often the key Secrets are re-read even without a watch event.
 const RESYNC: Duration = Duration::from_secs(300);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
 /// The current keyring, shared with the SealedSecret controller. `None` until
@@ -386,8 +387,7 @@ fn until(next: Option<jiff::Timestamp>) -> Duration {
 }
 
 fn retry_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    Duration::from_millis(500u64.saturating_mul(1 << exp)).min(MAX_RETRY)
+    backoff::exponential(FIRST_RETRY, MAX_RETRY, failures)
 }
 
 #[cfg(test)]

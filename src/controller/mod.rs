@@ -4,6 +4,7 @@
 //! exposes `async fn run(ctx: Arc<Context>)` that returns when
 //! `ctx.shutdown` is cancelled.
 
+pub mod backoff;
 pub mod context;
 pub mod error;
 pub mod git_source;

@@ -29,9 +29,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use secrecy::ExposeSecret;
 use zeroize::Zeroize;
 
-use super::Context;
 use super::keyring::KeyringHandle;
 use super::status::{StatusError, patch_status, publish};
+use super::{Context, backoff};
 use crate::api::conditions::{self, ConditionUpdate, READY};
 use crate::api::sealed_secret::{SealedSecret, SealedSecretStatus};
 use crate::crypto::manifest;
@@ -104,8 +104,11 @@ impl State {
 }
 
 fn backoff_delay(previous_failures: u32) -> Duration {
-    let factor = 1u32 << previous_failures.min(16);
-    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
+    backoff::exponential(
+        BACKOFF_BASE,
+        BACKOFF_CAP,
+        previous_failures.saturating_add(1),
+    )
 }
 
 /// Runs the controller until shutdown. Starts once the keyring was loaded.

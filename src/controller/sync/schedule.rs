@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::controller::backoff::exponential;
+
 struct Run {
     trigger: String,
     at: Instant,
@@ -23,8 +25,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(300);
 
 fn backoff(failures: u32, interval: Duration) -> Duration {
-    let exp = FIRST_RETRY.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)));
-    exp.min(MAX_RETRY).min(interval.max(FIRST_RETRY))
+    exponential(FIRST_RETRY, MAX_RETRY, failures).min(interval.max(FIRST_RETRY))
 }
 
 impl Schedule {
