@@ -16,6 +16,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use zeroize::Zeroize;
 
 use super::Context;
 use super::status::{StatusError, patch_status, publish};
@@ -97,13 +98,15 @@ pub async fn credentials(
         .ok_or_else(|| {
             FetchError::Credentials(format!("Secret {namespace}/{} not found", secret_ref.name))
         })?;
-    let data: BTreeMap<String, Vec<u8>> = secret
+    let mut data: BTreeMap<String, Vec<u8>> = secret
         .data
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    Credentials::from_secret_data(&secret_ref.name, &data)
+    let credentials = Credentials::from_secret_data(&secret_ref.name, &data);
+    data.values_mut().for_each(Zeroize::zeroize);
+    credentials
 }
 
 /// Fetches the source's reference into the cache.

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use super::{Context, backoff};
 use crate::crypto::identity;
 use crate::crypto::keyring::{Keyring, SealingKey};
+use crate::crypto::manifest;
 use crate::crypto::recipients;
 
 /// Label on every Secret holding sealing identities; its value is the key's fingerprint.
@@ -158,17 +159,8 @@ pub async fn load_keyring(
         .await?;
     let mut items = list.items;
     let result = keyring_from_secrets(&items);
-    wipe_secrets(&mut items);
+    items.iter_mut().for_each(manifest::wipe_secret);
     Ok(result)
-}
-
-fn wipe_secrets(secrets: &mut [Secret]) {
-    use zeroize::Zeroize;
-    for secret in secrets {
-        if let Some(data) = secret.data.as_mut() {
-            data.values_mut().for_each(|v| v.0.zeroize());
-        }
-    }
 }
 
 /// The recipients text published in the ConfigMap, if it exists.
@@ -194,7 +186,7 @@ async fn create_key(
     let recipient = identity.to_public();
     let fingerprint = recipients::fingerprint(&recipient);
     let name = format!("{KEY_SECRET_PREFIX}{fingerprint}");
-    let secret = Secret {
+    let mut secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.to_string()),
@@ -215,9 +207,8 @@ async fn create_key(
     let mut created = key_secrets(client, namespace)
         .create(&PostParams::default(), &secret)
         .await?;
-    wipe_secrets(std::slice::from_mut(&mut created));
-    let mut sent = secret;
-    wipe_secrets(std::slice::from_mut(&mut sent));
+    manifest::wipe_secret(&mut created);
+    manifest::wipe_secret(&mut secret);
     Ok(SealingKey::new(identity, Some(now), name))
 }
 

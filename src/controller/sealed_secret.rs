@@ -27,7 +27,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use secrecy::ExposeSecret;
-use zeroize::Zeroize;
 
 use super::keyring::KeyringHandle;
 use super::status::{StatusError, patch_status, publish};
@@ -252,7 +251,7 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
     let wrote = match live {
         Some(mut live) => {
             let decision = decide(object, &live, &desired, &opened);
-            wipe(&mut live);
+            manifest::wipe_secret(&mut live);
             match decision {
                 Decision::NotOurs => {
                     manifest::wipe_secret_manifest(&mut desired);
@@ -304,7 +303,7 @@ async fn recreate_first(api: &Api<Secret>, live: &Secret) -> Result<(), kube::Er
     match api.delete(&live.name_any(), &params).await {
         Ok(deleted) => {
             if let Some(mut secret) = deleted.left() {
-                wipe(&mut secret);
+                manifest::wipe_secret(&mut secret);
             }
             Ok(())
         }
@@ -325,7 +324,7 @@ async fn apply(
             &Patch::Apply(desired),
         )
         .await?;
-    wipe(&mut written);
+    manifest::wipe_secret(&mut written);
     Ok(())
 }
 
@@ -416,14 +415,12 @@ fn in_sync(
     {
         return false;
     }
-    let live_data = live.data.clone().unwrap_or_default();
     let data_matches = opened.data.iter().all(|(key, value)| {
-        live_data
-            .get(key)
+        live.data
+            .as_ref()
+            .and_then(|data| data.get(key))
             .is_some_and(|live_value| live_value.0.as_slice() == value.expose_secret())
     });
-    let mut live_data = live_data;
-    live_data.values_mut().for_each(|v| v.0.zeroize());
     if !data_matches {
         return false;
     }
@@ -490,15 +487,6 @@ fn applied_fields(live: &Secret) -> AppliedFields {
             .extend(keys(fields.pointer("/f:metadata/f:annotations")));
     }
     out
-}
-
-fn wipe(secret: &mut Secret) {
-    if let Some(data) = secret.data.as_mut() {
-        data.values_mut().for_each(|v| v.0.zeroize());
-    }
-    if let Some(data) = secret.string_data.as_mut() {
-        data.values_mut().for_each(Zeroize::zeroize);
-    }
 }
 
 /// Writes the status when it changed, and publishes an Event when the `Ready`

@@ -323,6 +323,16 @@ pub fn wipe_secret_manifest(secret: &mut serde_json::Value) {
     }
 }
 
+/// Wipes the values of a Secret read from (or written to) the API.
+pub fn wipe_secret(secret: &mut k8s_openapi::api::core::v1::Secret) {
+    if let Some(data) = secret.data.as_mut() {
+        data.values_mut().for_each(|v| v.0.zeroize());
+    }
+    if let Some(data) = secret.string_data.as_mut() {
+        data.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
 /// Whether a parsed document is a SealedSecret.
 pub fn is_sealed_secret(document: &serde_json::Value) -> bool {
     document["kind"] == "SealedSecret"

@@ -27,6 +27,7 @@ use zeroize::Zeroizing;
 use crate::api::git_source::GitSource;
 use crate::controller::Context;
 use crate::controller::git_source::REQUESTED_AT_ANNOTATION;
+use crate::crypto::manifest::wipe_secret;
 
 /// Invalid calls allowed per client and window before it gets 429.
 const MAX_FAILURES: u32 = 10;
@@ -172,12 +173,18 @@ async fn verify(
         .webhook_secret_ref
         .map(|r| r.name)
         .ok_or(Refused::NoSecretRef)?;
-    let token = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+    let mut secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
         .get_opt(&secret_name)
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|mut data| data.remove("token"))
-        .map(|t| Zeroizing::new(t.0))
+        .await?;
+    let token = secret
+        .as_mut()
+        .and_then(|s| s.data.as_mut())
+        .and_then(|data| data.remove("token"))
+        .map(|t| Zeroizing::new(t.0));
+    if let Some(secret) = secret.as_mut() {
+        wipe_secret(secret);
+    }
+    let token = token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Refused::NoToken(secret_name.clone()))?;
     check_signature(&token, headers, body)
