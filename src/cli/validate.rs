@@ -9,7 +9,6 @@ use super::sealing::{
 use crate::api::sealed_secret::SealedSecret;
 use crate::crypto::keyring::Keyring;
 use crate::crypto::manifest;
-use crate::crypto::sealed_data;
 use crate::server::recipients::VerifyResponse;
 
 /// Arguments of `sigil validate`.
@@ -77,24 +76,9 @@ pub async fn run(args: Args) -> Result<(), CliError> {
 }
 
 fn check_offline(sealed: &SealedSecret, keyring: &Keyring) -> Result<VerifyResponse, CliError> {
-    let object = describe_sealed(sealed);
     let (namespace, name) = manifest::sealed_identity(sealed)
-        .map_err(|error| CliError::manifest(object.clone(), error))?;
-    Ok(
-        match sealed_data::open_all(&sealed.spec.encrypted_data, keyring, &namespace, &name) {
-            Ok(opened) => VerifyResponse {
-                opened: true,
-                keys: opened.fingerprints.clone(),
-                ..VerifyResponse::default()
-            },
-            Err(e) => VerifyResponse {
-                opened: false,
-                reason: Some(e.error.reason().to_string()),
-                message: e.to_string(),
-                keys: Vec::new(),
-            },
-        },
-    )
+        .map_err(|error| CliError::manifest(describe_sealed(sealed), error))?;
+    Ok(VerifyResponse::check(sealed, keyring, &namespace, &name))
 }
 
 async fn check_in_cluster(args: &Args, sealed: &SealedSecret) -> Result<VerifyResponse, CliError> {

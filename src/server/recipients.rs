@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::sealed_secret::SealedSecret;
 use crate::controller::Context;
 use crate::controller::keyring::{load_keyring, read_published_recipients};
+use crate::crypto::Keyring;
 use crate::crypto::manifest;
 use crate::crypto::recipients;
 use crate::crypto::sealed_data::{self, ResealError};
@@ -50,6 +51,26 @@ pub struct VerifyResponse {
     /// Fingerprints of the keys that opened the values, oldest first.
     #[serde(default)]
     pub keys: Vec<String>,
+}
+
+impl VerifyResponse {
+    /// Whether every value of `sealed` opens with `keyring` in `namespace`/`name`.
+    pub fn check(sealed: &SealedSecret, keyring: &Keyring, namespace: &str, name: &str) -> Self {
+        match sealed_data::open_all(&sealed.spec.encrypted_data, keyring, namespace, name) {
+            Ok(opened) => Self {
+                opened: true,
+                reason: None,
+                message: String::new(),
+                keys: opened.fingerprints.clone(),
+            },
+            Err(e) => Self {
+                opened: false,
+                reason: Some(e.error.reason().to_string()),
+                message: e.to_string(),
+                keys: Vec::new(),
+            },
+        }
+    }
 }
 
 /// A refusal, answered as a Kubernetes `Status` so clients going through the
@@ -116,7 +137,7 @@ fn posted(body: &[u8]) -> Result<(SealedSecret, String, String), ApiError> {
     Ok((sealed, namespace, name))
 }
 
-async fn keyring(ctx: &Context) -> Result<crate::crypto::Keyring, ApiError> {
+async fn keyring(ctx: &Context) -> Result<Keyring, ApiError> {
     match load_keyring(&ctx.client, &ctx.options.namespace).await {
         Ok((keyring, _)) if !keyring.is_empty() => Ok(keyring),
         Ok(_) => Err(ApiError::unavailable("no sealing key yet")),
@@ -133,22 +154,9 @@ async fn verify(
 ) -> Result<axum::Json<VerifyResponse>, ApiError> {
     let (sealed, namespace, name) = posted(&body)?;
     let keyring = keyring(&ctx).await?;
-    let answer =
-        match sealed_data::open_all(&sealed.spec.encrypted_data, &keyring, &namespace, &name) {
-            Ok(opened) => VerifyResponse {
-                opened: true,
-                reason: None,
-                message: String::new(),
-                keys: opened.fingerprints.clone(),
-            },
-            Err(e) => VerifyResponse {
-                opened: false,
-                reason: Some(e.error.reason().to_string()),
-                message: e.to_string(),
-                keys: Vec::new(),
-            },
-        };
-    Ok(axum::Json(answer))
+    Ok(axum::Json(VerifyResponse::check(
+        &sealed, &keyring, &namespace, &name,
+    )))
 }
 
 async fn rotate(
