@@ -132,14 +132,11 @@ pub async fn diff(
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
             other => DiffError::Apply(other.to_string()),
         })?;
-    let target = match spec
-        .service_account_name
-        .as_deref()
-        .filter(|s| !s.is_empty())
-    {
-        Some(account) => Target::as_service_account(client.clone(), &namespace, account),
-        None => Target::new(client.clone()),
-    };
+    let target = Target::as_service_account(
+        client.clone(),
+        &namespace,
+        spec.service_account_name.as_deref(),
+    );
     let report = apply_plan(
         &target,
         &resolver,

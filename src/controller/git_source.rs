@@ -20,7 +20,7 @@ use zeroize::Zeroize;
 
 use super::Context;
 use super::status::{StatusError, patch_status, publish};
-use super::sync::schedule::Schedule;
+use super::sync::schedule::{self, Schedule};
 use crate::api::common::LocalObjectReference;
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::{Artifact, GitSource};
@@ -32,8 +32,6 @@ pub const CONTROLLER: &str = "gitsource";
 pub const REQUESTED_AT_ANNOTATION: &str = "sigil.dev/reconcile-requested-at";
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-/// The shortest interval honoured (GitSource and Sync).
-pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct State {
@@ -72,14 +70,6 @@ fn error_policy(_: Arc<GitSource>, err: &StatusError, _: Arc<State>) -> Action {
 /// The value of `sigil.dev/reconcile-requested-at`, if set.
 pub fn requested_at(object: &impl ResourceExt) -> Option<String> {
     object.annotations().get(REQUESTED_AT_ANNOTATION).cloned()
-}
-
-/// `spec.interval`, or the default.
-fn interval(text: Option<&str>, default: Duration) -> Result<Duration, String> {
-    match text {
-        None => Ok(default),
-        Some(text) => crate::api::duration::parse(text).map_err(|e| e.to_string()),
-    }
 }
 
 /// The credentials of `spec.secretRef` (in the source's namespace).
@@ -149,9 +139,8 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
         generation.unwrap_or(0),
         requested.as_deref().unwrap_or("")
     );
-    let interval = match interval(source.spec.interval.as_deref(), DEFAULT_INTERVAL) {
-        // `0` would poll in a loop.
-        Ok(interval) => interval.max(MIN_INTERVAL),
+    let interval = match schedule::interval(source.spec.interval.as_deref(), DEFAULT_INTERVAL) {
+        Ok(interval) => interval,
         Err(message) => {
             let update =
                 ConditionUpdate::not_ready("InvalidInterval", format!("spec.interval: {message}"));
@@ -266,19 +255,4 @@ async fn write_status(
         return Ok(());
     }
     patch_status(&ctx.client, source, &status).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intervals() {
-        assert_eq!(interval(None, DEFAULT_INTERVAL), Ok(DEFAULT_INTERVAL));
-        assert_eq!(
-            interval(Some("5s"), DEFAULT_INTERVAL),
-            Ok(Duration::from_secs(5))
-        );
-        assert!(interval(Some("soon"), DEFAULT_INTERVAL).is_err());
-    }
 }

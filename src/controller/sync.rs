@@ -162,15 +162,9 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
     }
     let requested = requested_at(&*sync);
     let started = Instant::now();
-    let interval = match sync
-        .spec
-        .interval
-        .as_deref()
-        .map(crate::api::duration::parse)
-    {
-        None => DEFAULT_INTERVAL,
-        Some(Ok(interval)) => interval.max(git_source::MIN_INTERVAL),
-        Some(Err(err)) => {
+    let interval = match schedule::interval(sync.spec.interval.as_deref(), DEFAULT_INTERVAL) {
+        Ok(interval) => interval,
+        Err(err) => {
             let outcome =
                 RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true);
             write_status(ctx, &sync, &outcome, None, requested).await?;
@@ -396,15 +390,11 @@ async fn run_revision(
             return RunOutcome::failed("DiscoveryFailed", err.to_string(), false);
         }
     };
-    let target = match sync
-        .spec
-        .service_account_name
-        .as_deref()
-        .filter(|s| !s.is_empty())
-    {
-        Some(account) => Target::as_service_account(state.ctx.client.clone(), &namespace, account),
-        None => Target::new(state.ctx.client.clone()),
-    };
+    let target = Target::as_service_account(
+        state.ctx.client.clone(),
+        &namespace,
+        sync.spec.service_account_name.as_deref(),
+    );
     let previous = sync
         .status
         .as_ref()

@@ -78,11 +78,14 @@ impl Target {
         }
     }
 
-    /// Calls made as `system:serviceaccount:NAMESPACE:NAME`.
-    pub fn as_service_account(client: kube::Client, namespace: &str, name: &str) -> Self {
+    /// Calls made as `system:serviceaccount:NAMESPACE:NAME`, or with the controller's own
+    /// identity when no ServiceAccount is named (an empty name names none).
+    pub fn as_service_account(client: kube::Client, namespace: &str, name: Option<&str>) -> Self {
         Self {
             client,
-            impersonate: Some(format!("system:serviceaccount:{namespace}:{name}")),
+            impersonate: name
+                .filter(|name| !name.is_empty())
+                .map(|name| format!("system:serviceaccount:{namespace}:{name}")),
         }
     }
 

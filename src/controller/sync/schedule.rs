@@ -7,7 +7,19 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::api::duration::{self, InvalidDuration};
 use crate::controller::backoff::exponential;
+
+/// The shortest interval honoured: `0` would poll in a loop.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `spec.interval` (at least [`MIN_INTERVAL`]), or the default.
+pub fn interval(text: Option<&str>, default: Duration) -> Result<Duration, InvalidDuration> {
+    match text {
+        None => Ok(default),
+        Some(text) => Ok(duration::parse(text)?.max(MIN_INTERVAL)),
+    }
+}
 
 struct Run {
     trigger: String,
@@ -76,6 +88,15 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals() {
+        let default = Duration::from_secs(60);
+        assert_eq!(interval(None, default), Ok(default));
+        assert_eq!(interval(Some("5s"), default), Ok(Duration::from_secs(5)));
+        assert_eq!(interval(Some("0"), default), Ok(MIN_INTERVAL));
+        assert!(interval(Some("soon"), default).is_err());
+    }
 
     #[test]
     fn skips_only_the_same_trigger_within_the_interval() {
