@@ -97,12 +97,6 @@ impl Binding {
             Self::Cluster => true,
         }
     }
-
-    /// The same scope moved to another object (used when re-sealing a value for
-    /// the object it now belongs to, e.g. `reencrypt` keeps the scope).
-    pub fn retarget(&self, namespace: &str, name: &str) -> Result<Self, InvalidName> {
-        Self::new(self.scope(), Some(namespace), Some(name))
-    }
 }
 
 impl fmt::Display for Binding {

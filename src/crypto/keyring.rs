@@ -116,11 +116,6 @@ impl Keyring {
         self.keys.last()
     }
 
-    /// The key with this fingerprint.
-    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<&SealingKey> {
-        self.keys.iter().find(|k| k.fingerprint == fingerprint)
-    }
-
     /// Position of a key from oldest (0) to newest.
     pub fn age_rank(&self, fingerprint: &str) -> Option<usize> {
         self.keys.iter().position(|k| k.fingerprint == fingerprint)

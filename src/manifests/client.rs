@@ -30,14 +30,6 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         self.code == 404
     }
-
-    pub fn is_forbidden(&self) -> bool {
-        self.code == 403
-    }
-
-    pub fn is_conflict(&self) -> bool {
-        self.code == 409
-    }
 }
 
 impl From<kube::Error> for ApiError {

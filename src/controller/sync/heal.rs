@@ -139,14 +139,6 @@ impl Healer {
             .remove(sync);
     }
 
-    /// Whether a Sync's objects are being healed.
-    pub fn is_tracking(&self, sync: &str) -> bool {
-        self.syncs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(sync)
-    }
-
     /// Starts the watch of a resource type unless running. A controller limited to one
     /// namespace (`--watch-namespace`) watches namespaced kinds only there.
     fn ensure_watch(self: &Arc<Self>, resource: ApiResource, namespaced: bool) {
