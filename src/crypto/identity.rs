@@ -16,14 +16,10 @@ pub enum IdentityError {
 /// Reads every identity of an identity file; blank lines and `#` comments are skipped.
 pub fn parse_file(text: &str) -> Result<Vec<Identity>, IdentityError> {
     let mut identities = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (number, line) in super::entry_lines(text) {
         let identity = line
             .parse::<Identity>()
-            .map_err(|_| IdentityError::InvalidLine(index + 1))?;
+            .map_err(|_| IdentityError::InvalidLine(number))?;
         identities.push(identity);
     }
     if identities.is_empty() {

@@ -18,3 +18,13 @@ pub mod sealing;
 pub use binding::Binding;
 pub use keyring::{Keyring, SealingKey};
 pub use sealing::{OpenError, SealError, open, seal};
+
+/// The lines of an age key or recipients file that hold an entry, numbered from 1 and
+/// trimmed; blank lines and `#` comments are skipped.
+fn entry_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(index, line)| (index + 1, line))
+}

@@ -24,15 +24,11 @@ pub fn parse(text: &str) -> Result<Recipient, RecipientError> {
 /// Parses a recipients file: one `age1…` per line; blank lines and `#` comments are skipped.
 pub fn parse_list(text: &str) -> Result<Vec<Recipient>, RecipientError> {
     let mut recipients = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (number, line) in super::entry_lines(text) {
         let recipient = line
             .parse::<Recipient>()
             .map_err(|_| RecipientError::InvalidLine {
-                line: index + 1,
+                line: number,
                 text: shorten(line),
             })?;
         recipients.push(recipient);
