@@ -1,3 +1,6 @@
 //! End-to-end tests: one binary, one module per area.
 
 mod crds;
+mod external_aws;
+mod external_vault;
+mod support;

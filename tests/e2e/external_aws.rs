@@ -1,0 +1,234 @@
+//! External secrets from AWS Secrets Manager, against `moto_server`.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use sigil::api::secret_store::AwsProvider;
+use sigil::providers::aws::{AwsSecretsManager, BATCH_SIZE, StaticCredentials};
+use sigil::providers::{BackendCalls, FindQuery, Provider, ProviderError, RemoteKey};
+
+use crate::support::counting_proxy::CountingProxy;
+use crate::support::moto::{self, Moto};
+
+fn spec(endpoint: &str) -> AwsProvider {
+    AwsProvider {
+        region: moto::REGION.into(),
+        endpoint: Some(endpoint.into()),
+        ..Default::default()
+    }
+}
+
+async fn provider(endpoint: &str, calls: &BackendCalls) -> AwsSecretsManager {
+    sigil::tls::install_crypto_provider();
+    AwsSecretsManager::new(
+        &spec(endpoint),
+        Some(StaticCredentials {
+            access_key_id: SecretString::from(moto::ACCESS_KEY_ID),
+            secret_access_key: SecretString::from(moto::SECRET_ACCESS_KEY),
+            session_token: None,
+        }),
+        calls.for_store("SecretStore/test/aws", "aws"),
+    )
+    .await
+    .expect("provider builds")
+}
+
+fn text(value: &sigil::providers::SecretValue) -> &str {
+    std::str::from_utf8(value.expose()).expect("utf-8")
+}
+
+#[tokio::test]
+async fn provider_batches_reads_by_twenty_and_maps_results_back() {
+    let moto = Moto::start().await;
+    let seed = moto.client().await;
+    for i in 0..45 {
+        moto::create(
+            &seed,
+            &format!("batch/s{i:02}"),
+            &format!(r#"{{"n":{i}}}"#),
+            &[],
+        )
+        .await;
+    }
+    moto::create_binary(&seed, "batch/binary", &[0, 1, 2, 255]).await;
+    let proxy = CountingProxy::start(&moto.endpoint).await;
+    let calls = BackendCalls::default();
+    let aws = provider(&proxy.endpoint, &calls).await;
+
+    let mut keys: Vec<RemoteKey> = (0..45)
+        .rev()
+        .map(|i| RemoteKey::new(format!("batch/s{i:02}"), None))
+        .collect();
+    keys.push(RemoteKey::new("batch/missing", None));
+    keys.push(RemoteKey::new("batch/binary", None));
+    let results = aws.get_many(&keys).await;
+
+    assert_eq!(results.len(), keys.len());
+    for (i, result) in results.iter().take(45).enumerate() {
+        let n = 44 - i;
+        assert_eq!(
+            text(result.as_ref().expect("read")),
+            format!(r#"{{"n":{n}}}"#)
+        );
+    }
+    assert!(
+        matches!(&results[45], Err(ProviderError::NotFound { key }) if key == "batch/missing"),
+        "{:?}",
+        results[45]
+    );
+    assert_eq!(
+        results[46].as_ref().expect("binary").expose(),
+        &[0, 1, 2, 255]
+    );
+    let expected_batches = keys.len().div_ceil(BATCH_SIZE) as u64;
+    assert_eq!(
+        proxy.count("BatchGetSecretValue"),
+        expected_batches,
+        "{:?}",
+        proxy.counts()
+    );
+    assert_eq!(proxy.count("GetSecretValue"), 0, "{:?}", proxy.counts());
+    assert_eq!(proxy.batch_times().len() as u64, expected_batches);
+    assert_eq!(
+        calls.count("SecretStore/test/aws", "aws", "success"),
+        expected_batches
+    );
+}
+
+#[tokio::test]
+async fn provider_reads_versions_and_stages_one_by_one() {
+    let moto = Moto::start().await;
+    let seed = moto.client().await;
+    moto::create(&seed, "versioned", "first", &[]).await;
+    moto::put(&seed, "versioned", "second").await;
+    let proxy = CountingProxy::start(&moto.endpoint).await;
+    let aws = provider(&proxy.endpoint, &BackendCalls::default()).await;
+
+    let current = aws
+        .get(&RemoteKey::new("versioned", None))
+        .await
+        .expect("current");
+    let previous = aws
+        .get(&RemoteKey::new("versioned", Some("AWSPREVIOUS".into())))
+        .await
+        .expect("previous");
+    assert_eq!(text(&current), "second");
+    assert_eq!(text(&previous), "first");
+    assert_eq!(proxy.count("GetSecretValue"), 1, "{:?}", proxy.counts());
+
+    let version_id = seed
+        .list_secret_version_ids()
+        .secret_id("versioned")
+        .send()
+        .await
+        .expect("versions")
+        .versions()
+        .iter()
+        .find(|v| v.version_stages().iter().any(|s| s == "AWSPREVIOUS"))
+        .and_then(|v| v.version_id().map(str::to_string))
+        .expect("previous version id");
+    let by_id = aws
+        .get(&RemoteKey::new(
+            "versioned",
+            Some(format!("uuid:{version_id}")),
+        ))
+        .await
+        .expect("by id");
+    assert_eq!(text(&by_id), "first");
+}
+
+#[tokio::test]
+async fn provider_finds_by_name_and_tags() {
+    let moto = Moto::start().await;
+    let seed = moto.client().await;
+    moto::create(
+        &seed,
+        "team-a/db",
+        "a-db",
+        &[("team", "a"), ("env", "prod")],
+    )
+    .await;
+    moto::create(
+        &seed,
+        "team-a/cache",
+        "a-cache",
+        &[("team", "a"), ("env", "dev")],
+    )
+    .await;
+    moto::create(
+        &seed,
+        "team-b/db",
+        "b-db",
+        &[("team", "b"), ("env", "prod")],
+    )
+    .await;
+    let aws = provider(&moto.endpoint, &BackendCalls::default()).await;
+
+    let by_name = aws
+        .find(&FindQuery {
+            name_regexp: Some("^team-a/".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("find by name");
+    let names: Vec<&str> = by_name.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["team-a/cache", "team-a/db"]);
+    assert_eq!(text(&by_name[1].1), "a-db");
+
+    let by_tags = aws
+        .find(&FindQuery {
+            tags: [("env".to_string(), "prod".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .expect("find by tags");
+    let names: Vec<&str> = by_tags.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["team-a/db", "team-b/db"]);
+
+    let both = aws
+        .find(&FindQuery {
+            name_regexp: Some("db$".into()),
+            tags: [("team".to_string(), "b".to_string())].into(),
+        })
+        .await
+        .expect("find by both");
+    assert_eq!(both.len(), 1);
+    assert_eq!(text(&both[0].1), "b-db");
+
+    let error = aws
+        .find(&FindQuery {
+            name_regexp: Some("(".into()),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad pattern");
+    assert!(error.to_string().contains("find.name.regexp"), "{error}");
+}
+
+#[tokio::test]
+async fn provider_reports_outages_as_transient_and_recovers() {
+    let moto = Moto::start().await;
+    let seed = moto.client().await;
+    moto::create(&seed, "steady", "Zq7-plaintext", &[]).await;
+    let proxy = CountingProxy::start(&moto.endpoint).await;
+    let calls = BackendCalls::default();
+    let aws = provider(&proxy.endpoint, &calls).await;
+    aws.validate().await.expect("store validates");
+
+    proxy.set_down(true);
+    let error = tokio::time::timeout(
+        Duration::from_secs(60),
+        aws.get(&RemoteKey::new("steady", None)),
+    )
+    .await
+    .expect("bounded")
+    .expect_err("outage");
+    assert!(error.is_transient(), "{error:?}");
+    assert!(!error.to_string().contains("Zq7-plaintext"), "{error}");
+    proxy.set_down(false);
+    let value = aws
+        .get(&RemoteKey::new("steady", None))
+        .await
+        .expect("recovered");
+    assert_eq!(text(&value), "Zq7-plaintext");
+}

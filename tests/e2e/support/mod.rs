@@ -1,0 +1,7 @@
+//! Helpers shared by the end-to-end tests.
+
+pub mod counting_proxy;
+pub mod moto;
+pub mod rvault;
+pub mod tools;
+pub mod vault_kv2;
