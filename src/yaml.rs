@@ -62,13 +62,24 @@ mod tests {
 
     #[test]
     fn reads_multi_document_streams_and_skips_empty_ones() {
-        let docs = documents("---\na: 1\n---\n---\nb: [x, y]\n").expect("parses");
+        let docs = documents("---\na: 1\n---\n---\nb: [x, z]\n").expect("parses");
         assert_eq!(
             docs,
             vec![
                 serde_json::json!({"a": 1}),
-                serde_json::json!({"b": ["x", "y"]})
+                serde_json::json!({"b": ["x", "z"]})
             ]
+        );
+    }
+
+    #[test]
+    fn resolves_scalars_like_kubectl_does() {
+        // kubectl's YAML (go-yaml v2) is YAML 1.1: `yes`, `on` and `y` are booleans.
+        let doc: serde_json::Value =
+            from_str("a: yes\nb: on\nc: \"yes\"\nd: 1.5\n").expect("parses");
+        assert_eq!(
+            doc,
+            serde_json::json!({"a": true, "b": true, "c": "yes", "d": 1.5})
         );
     }
 

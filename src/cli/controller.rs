@@ -30,6 +30,15 @@ pub struct Args {
     /// Reconciles running at once, per controller.
     #[arg(long, default_value_t = 10)]
     pub concurrency: u16,
+    /// Elect a leader on a Lease so that of several replicas only one writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// This process's shard, from 0 to --shards - 1.
+    #[arg(long, default_value_t = 0)]
+    pub shard: u32,
+    /// Number of shards the objects are split between (each with its own leader).
+    #[arg(long, default_value_t = 1)]
+    pub shards: u32,
 }
 
 fn parse_duration(
@@ -43,6 +52,8 @@ fn parse_duration(
 pub enum ControllerCliError {
     #[error("cannot load Kubernetes config: {0}")]
     Config(String),
+    #[error(transparent)]
+    Shard(#[from] controller::shard::InvalidShard),
     #[error(transparent)]
     Run(#[from] controller::Error),
 }
@@ -75,6 +86,8 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
         key_renew_period: args.key_renew_period,
         recovery_recipients: args.recovery_recipients,
         concurrency: args.concurrency,
+        leader_elect: args.leader_elect,
+        shard: controller::Shard::new(args.shard, args.shards)?,
     };
     controller::run(client, options, shutdown_signal()).await?;
     Ok(())

@@ -1,5 +1,6 @@
 //! One module per `sigil` command. Each exposes `Args` (clap) and `run`.
 
+pub mod completions;
 pub mod controller;
 pub mod crds;
 pub mod dev;

@@ -37,6 +37,11 @@ impl Context {
         }
     }
 
+    /// Whether this process's shard reconciles `object`; controllers skip the rest.
+    pub fn owns(&self, object: &impl kube::ResourceExt) -> bool {
+        self.options.shard.owns_object(object)
+    }
+
     /// Whether every controller has started (`/readyz`).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)

@@ -8,6 +8,8 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("leadership lost to another replica; exiting so that only one replica writes")]
+    LeadershipLost,
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
 }

@@ -6,7 +6,9 @@
 
 pub mod context;
 pub mod error;
+pub mod leader;
 pub mod metrics;
+pub mod shard;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 pub use context::Context;
 pub use error::Error;
+pub use shard::Shard;
 
 /// Settings of the operator, from `sigil controller`'s flags.
 #[derive(Clone, Debug)]
@@ -29,6 +32,10 @@ pub struct Options {
     pub recovery_recipients: Vec<String>,
     /// Reconciles running at once, per controller.
     pub concurrency: u16,
+    /// Wait for a Lease before writing anything, so only one replica (per shard) acts.
+    pub leader_elect: bool,
+    /// The part of the objects this process reconciles.
+    pub shard: Shard,
 }
 
 impl Default for Options {
@@ -39,6 +46,8 @@ impl Default for Options {
             key_renew_period: Duration::from_secs(720 * 3600),
             recovery_recipients: Vec::new(),
             concurrency: 10,
+            leader_elect: false,
+            shard: Shard::default(),
         }
     }
 }
@@ -57,12 +66,43 @@ pub async fn run(
     });
 
     let server = crate::server::serve(ctx.clone());
-    let controllers = run_controllers(ctx.clone());
-    tracing::info!(namespace = %ctx.options.namespace, "controller started");
-    let (served, ()) = tokio::join!(server, controllers);
+    let controllers = lead_then_run(ctx.clone());
+    tracing::info!(namespace = %ctx.options.namespace, shard = ctx.options.shard.index, shards = ctx.options.shard.count, "controller started");
+    let (served, led) = tokio::join!(server, controllers);
     served?;
+    led?;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// With leader election, waits for the shard's Lease before starting the
+/// controllers, and stops the process when leadership is lost (a restarted
+/// replica rejoins as a standby), so two replicas never write at once.
+async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
+    if !ctx.options.leader_elect {
+        run_controllers(ctx).await;
+        return Ok(());
+    }
+    let identity =
+        std::env::var("POD_NAME").unwrap_or_else(|_| format!("sigil-{}", uuid::Uuid::new_v4()));
+    let config = leader::LeaderConfig::new(
+        &ctx.options.namespace,
+        &ctx.options.shard.lease_name(),
+        &identity,
+    );
+    // A standby is healthy and ready; it just does not write.
+    ctx.set_ready(true);
+    let Some(lost) = leader::acquire(ctx.client.clone(), config, ctx.shutdown.clone()).await else {
+        return Ok(());
+    };
+    let controllers = run_controllers(ctx.clone());
+    tokio::select! {
+        () = controllers => Ok(()),
+        () = lost.cancelled() => {
+            ctx.shutdown.cancel();
+            Err(Error::LeadershipLost)
+        }
+    }
 }
 
 /// Every controller, concurrently; marks the process ready once they started.

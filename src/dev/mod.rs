@@ -3,3 +3,4 @@
 //! The production controller never depends on this module.
 
 pub mod patch;
+pub mod schema;

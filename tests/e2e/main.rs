@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area.
 
+mod cli_help;
 mod crds;
 mod external_aws;
 mod external_vault;
