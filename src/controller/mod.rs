@@ -6,8 +6,11 @@
 
 pub mod context;
 pub mod error;
+pub mod external_secret;
 pub mod leader;
 pub mod metrics;
+pub mod reload;
+pub mod secret_store;
 pub mod shard;
 
 use std::future::Future;
@@ -36,6 +39,12 @@ pub struct Options {
     pub leader_elect: bool,
     /// The part of the objects this process reconciles.
     pub shard: Shard,
+    /// ExternalSecrets synced at once (and as many more for new or changed ones).
+    pub external_secret_concurrency: u16,
+    /// Requests per second sigil sends to one secret store, at most.
+    pub store_requests_per_second: u32,
+    /// Secret changes within this window restart a workload once.
+    pub reload_debounce: Duration,
 }
 
 impl Default for Options {
@@ -48,6 +57,9 @@ impl Default for Options {
             concurrency: 10,
             leader_elect: false,
             shard: Shard::default(),
+            external_secret_concurrency: 10,
+            store_requests_per_second: 10,
+            reload_debounce: Duration::from_secs(10),
         }
     }
 }
@@ -108,5 +120,9 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
     ctx.set_ready(true);
-    ctx.shutdown.cancelled().await;
+    tokio::join!(
+        ctx.reloader.run(ctx.client.clone(), ctx.shutdown.clone()),
+        external_secret::run(ctx.clone()),
+        ctx.shutdown.cancelled(),
+    );
 }

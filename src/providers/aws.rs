@@ -259,6 +259,10 @@ impl Provider for AwsSecretsManager {
         "aws"
     }
 
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
     fn validate(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
             let result = self

@@ -130,6 +130,11 @@ pub trait Provider: Send + Sync {
     /// `aws` or `vault`, for metrics and messages.
     fn kind(&self) -> &'static str;
 
+    /// How many keys one backend request can read (1 without batching).
+    fn batch_size(&self) -> usize {
+        1
+    }
+
     /// A real round trip proving the credentials work (store `Ready`).
     fn validate(&self) -> BoxFuture<'_, Result<(), ProviderError>>;
 
