@@ -18,6 +18,10 @@ pub struct Args {
         env = "POD_NAMESPACE"
     )]
     pub namespace: String,
+    /// Reconcile objects of this namespace only (single-tenant installs whose RBAC
+    /// covers one namespace); ClusterSecretStores are then not watched.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// Address of the HTTP port (health, metrics, recipients, webhooks).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_listen: SocketAddr,
@@ -91,6 +95,7 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let options = Options {
         namespace: args.namespace,
+        watch_namespace: args.watch_namespace,
         http_listen: args.http_listen,
         key_renew_period: args.key_renew_period,
         recovery_recipients: args.recovery_recipients,

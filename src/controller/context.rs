@@ -46,6 +46,19 @@ impl Context {
         self.options.shard.owns_object(object)
     }
 
+    /// The API of a namespaced kind as the controllers watch it: every namespace,
+    /// or only `--watch-namespace`.
+    pub fn watched<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match &self.options.watch_namespace {
+            Some(namespace) => kube::Api::namespaced(self.client.clone(), namespace),
+            None => kube::Api::all(self.client.clone()),
+        }
+    }
+
     /// Whether every controller has started (`/readyz`).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)

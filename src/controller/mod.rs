@@ -27,6 +27,8 @@ pub use shard::Shard;
 pub struct Options {
     /// Namespace the controller keeps its keys, recipients ConfigMap and lease in.
     pub namespace: String,
+    /// Only this namespace's objects are reconciled; None: every namespace.
+    pub watch_namespace: Option<String>,
     /// Address of the HTTP port: health, metrics, recipients, webhooks.
     pub http_listen: SocketAddr,
     /// How often a new sealing key becomes active; zero never renews.
@@ -51,6 +53,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             namespace: "sigil-system".to_string(),
+            watch_namespace: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             key_renew_period: Duration::from_secs(720 * 3600),
             recovery_recipients: Vec::new(),
