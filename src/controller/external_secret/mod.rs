@@ -113,7 +113,7 @@ pub async fn run(ctx: Arc<Context>) {
     {
         let tx = tx.clone();
         tasks.spawn(watch(
-            Api::<ExternalSecret>::all(client.clone()),
+            ctx.watched::<ExternalSecret>(),
             watcher::Config::default(),
             es_writer,
             shutdown.clone(),
@@ -122,16 +122,17 @@ pub async fn run(ctx: Arc<Context>) {
             },
         ));
     }
+    // With --watch-namespace, ClusterSecretStores (and so namespace labels) are not watched.
+    let cluster_wide = ctx.options.watch_namespace.is_none();
     for_store_watch(
         &mut tasks,
-        &client,
-        &shutdown,
+        &ctx,
         store_writer,
-        cluster_writer,
+        cluster_wide.then_some(cluster_writer),
         &tx,
         &store_events_tx,
     );
-    {
+    if cluster_wide {
         let tx = tx.clone();
         tasks.spawn(watch(
             Api::<Namespace>::all(client.clone()),
@@ -146,10 +147,10 @@ pub async fn run(ctx: Arc<Context>) {
     {
         let tx = tx.clone();
         let shutdown = shutdown.clone();
-        let client = client.clone();
+        let api = ctx.watched::<Secret>();
         tasks.spawn(async move {
             let stream = watcher(
-                Api::<Secret>::all(client),
+                api,
                 watcher::Config::default().labels(&target::managed_selector()),
             )
             .default_backoff()
@@ -206,14 +207,19 @@ pub async fn run(ctx: Arc<Context>) {
         ctx.options.store_requests_per_second,
     ));
     let ready = async {
-        let _ = futures::future::join4(
+        let _ = futures::future::join3(
             es_reader.wait_until_ready(),
             caches.stores.wait_until_ready(),
-            caches.cluster_stores.wait_until_ready(),
-            caches.namespaces.wait_until_ready(),
+            secret_reader.wait_until_ready(),
         )
         .await;
-        let _ = secret_reader.wait_until_ready().await;
+        if cluster_wide {
+            let _ = futures::future::join(
+                caches.cluster_stores.wait_until_ready(),
+                caches.namespaces.wait_until_ready(),
+            )
+            .await;
+        }
     };
     tokio::select! {
         () = ctx.shutdown.cancelled() => {}
@@ -227,13 +233,13 @@ pub async fn run(ctx: Arc<Context>) {
 
 fn for_store_watch(
     tasks: &mut tokio::task::JoinSet<()>,
-    client: &kube::Client,
-    shutdown: &tokio_util::sync::CancellationToken,
+    ctx: &Context,
     store_writer: Writer<SecretStore>,
-    cluster_writer: Writer<ClusterSecretStore>,
+    cluster_writer: Option<Writer<ClusterSecretStore>>,
     tx: &mpsc::UnboundedSender<Msg>,
     checker: &mpsc::UnboundedSender<StoreEvent>,
 ) {
+    let shutdown = &ctx.shutdown;
     fn relay<K: Resource>(
         event: Event<K>,
         key: impl Fn(&K) -> StoreKey,
@@ -262,7 +268,7 @@ fn for_store_watch(
         let tx = tx.clone();
         let checker = checker.clone();
         tasks.spawn(watch(
-            Api::<SecretStore>::all(client.clone()),
+            ctx.watched::<SecretStore>(),
             watcher::Config::default(),
             store_writer,
             shutdown.clone(),
@@ -278,10 +284,13 @@ fn for_store_watch(
             },
         ));
     }
+    let Some(cluster_writer) = cluster_writer else {
+        return;
+    };
     let tx = tx.clone();
     let checker = checker.clone();
     tasks.spawn(watch(
-        Api::<ClusterSecretStore>::all(client.clone()),
+        Api::<ClusterSecretStore>::all(ctx.client.clone()),
         watcher::Config::default(),
         cluster_writer,
         shutdown.clone(),
