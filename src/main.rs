@@ -36,6 +36,41 @@ enum Command {
         after_help = "Examples:\n  sigil crds | kubectl apply --server-side -f -\n  sigil crds --output-dir crds/"
     )]
     Crds(cli::crds::Args),
+    /// Seal a Secret manifest into a SealedSecret (or one value with --raw).
+    #[command(
+        after_help = "Examples:\n  sigil seal < secret.yaml > sealed.yaml\n  kubectl create secret generic db --from-literal=password=s3cret --dry-run=client -o yaml | sigil seal | kubectl apply -f -\n  sigil seal -f secret.yaml --recipient age1... --recipient age1... --scope namespace -o json\n  sigil seal -f more.yaml --merge-into sealed.yaml\n  sigil seal --raw --namespace prod --name db --from-file password.txt"
+    )]
+    Seal(cli::seal::Args),
+    /// Seal a value read from stdin into an existing SealedSecret file, under KEY.
+    #[command(
+        after_help = "Examples:\n  sigil set sealed.yaml tls.crt < cert.pem\n  printf %s \"$PASSWORD\" | sigil set sealed.yaml password\n  sigil seal --raw --envelope-only --namespace prod --name db < value | age -a -r age1... | sigil set --sealed sealed.yaml password"
+    )]
+    Set(cli::set::Args),
+    /// Print the recipients the cluster wants values sealed to.
+    #[command(
+        after_help = "Examples:\n  sigil fetch-key > recipients.txt\n  sigil seal --recipients-file recipients.txt < secret.yaml"
+    )]
+    FetchKey(cli::fetch_key::Args),
+    /// Open SealedSecrets with an identity file, print the Secrets (disaster recovery).
+    #[command(
+        after_help = "Examples:\n  sigil unseal --identity recovery.key < sealed.yaml\n  sigil unseal -i recovery.key -f sealed.yaml -o json"
+    )]
+    Unseal(cli::unseal::Args),
+    /// Re-seal SealedSecret files to the current recipients, keeping each value's scope.
+    #[command(
+        after_help = "Examples:\n  sigil reencrypt sealed/*.yaml\n  sigil reencrypt --identity recovery.key --recipients-file recipients.txt sealed.yaml"
+    )]
+    Reencrypt(cli::reencrypt::Args),
+    /// Check that the cluster (or an identity) can open SealedSecrets (prints no value).
+    #[command(
+        after_help = "Examples:\n  sigil validate sealed.yaml\n  sigil validate --identity recovery.key sealed/*.yaml"
+    )]
+    Validate(cli::validate::Args),
+    /// Make a new age identity (for recovery or offline use).
+    #[command(
+        after_help = "Examples:\n  sigil keygen -o recovery.key\n  sigil controller --recovery-recipient \"$(grep -o 'age1.*' recovery.key)\""
+    )]
+    Keygen(cli::keygen::Args),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  sigil completions bash > /etc/bash_completion.d/sigil\n  sigil completions zsh > \"${fpath[1]}/_sigil\"\n  sigil completions fish > ~/.config/fish/completions/sigil.fish"
@@ -52,6 +87,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Controller(args) => cli::controller::run(args).await?,
         Command::Dev(args) => cli::dev::run(args).await?,
         Command::Crds(args) => cli::crds::run(args)?,
+        Command::Seal(args) => cli::seal::run(args).await?,
+        Command::Set(args) => cli::set::run(args).await?,
+        Command::FetchKey(args) => cli::fetch_key::run(args).await?,
+        Command::Unseal(args) => cli::unseal::run(args)?,
+        Command::Reencrypt(args) => cli::reencrypt::run(args).await?,
+        Command::Validate(args) => cli::validate::run(args).await?,
+        Command::Keygen(args) => cli::keygen::run(args)?,
         Command::Completions(args) => cli::completions::run(args, Cli::command()),
     }
     Ok(())

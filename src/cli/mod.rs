@@ -4,6 +4,14 @@ pub mod completions;
 pub mod controller;
 pub mod crds;
 pub mod dev;
+pub mod fetch_key;
+pub mod keygen;
+pub mod reencrypt;
+pub mod seal;
+pub mod sealing;
+pub mod set;
+pub mod unseal;
+pub mod validate;
 
 use tracing_subscriber::{EnvFilter, fmt};
 

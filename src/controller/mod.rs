@@ -7,9 +7,11 @@
 pub mod context;
 pub mod error;
 pub mod external_secret;
+pub mod keyring;
 pub mod leader;
 pub mod metrics;
 pub mod reload;
+pub mod sealed_secret;
 pub mod secret_store;
 pub mod shard;
 
@@ -122,10 +124,15 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
 
 /// Every controller, concurrently; marks the process ready once they started.
 async fn run_controllers(ctx: Arc<Context>) {
+    let keys = keyring::KeyringHandle::default();
+    let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
+    let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
     ctx.set_ready(true);
-    tokio::join!(
-        ctx.reloader.run(ctx.client.clone(), ctx.shutdown.clone()),
-        external_secret::run(ctx.clone()),
-        ctx.shutdown.cancelled(),
-    );
+    let reload = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { ctx.reloader.run(ctx.client.clone(), ctx.shutdown.clone()).await }
+    });
+    let external = tokio::spawn(external_secret::run(ctx.clone()));
+    ctx.shutdown.cancelled().await;
+    let _ = tokio::join!(sealing, sealed, reload, external);
 }

@@ -2,6 +2,7 @@
 //! other modules add (`/v1/recipients`, `/hooks/...`).
 
 mod health;
+pub mod recipients;
 
 use std::sync::Arc;
 
@@ -11,7 +12,10 @@ use crate::controller::{Context, Error};
 
 /// Every route of the HTTP port.
 pub fn router(ctx: Arc<Context>) -> Router {
-    Router::new().merge(health::router()).with_state(ctx)
+    Router::new()
+        .merge(health::router())
+        .merge(recipients::router())
+        .with_state(ctx)
 }
 
 /// Serves [`router`] on `ctx.options.http_listen` until shutdown.

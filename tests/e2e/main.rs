@@ -3,7 +3,12 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod dev_api;
 mod external_aws;
 mod external_vault;
+mod kubectl;
+mod sealed;
+mod sealed_cli;
+mod sealed_example;
 mod support;
 mod tools;

@@ -1,7 +1,9 @@
 //! Helpers shared by the end-to-end tests.
 
 pub mod counting_proxy;
+pub mod dev;
 pub mod moto;
 pub mod rvault;
+pub mod sealed;
 pub mod tools;
 pub mod vault_kv2;

@@ -1,0 +1,814 @@
+//! The SealedSecret controller: opens every value with the keyring and writes
+//! the Secret of the same name with server-side apply.
+//!
+//! * It writes only when the live Secret differs from the desired one, and never
+//!   touches a Secret it does not own unless that Secret is annotated
+//!   `sigil.dev/managed: "true"`.
+//! * Any failure leaves the live Secret as it is; the `Ready` condition says why
+//!   and the object is retried with capped exponential backoff.
+//! * Status is patched, and one Event published, only when something changed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Resource, ResourceExt};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use secrecy::ExposeSecret;
+use zeroize::Zeroize;
+
+use super::Context;
+use super::keyring::KeyringHandle;
+use crate::api::conditions::{self, ConditionUpdate, READY};
+use crate::api::sealed_secret::{SealedSecret, SealedSecretStatus};
+use crate::crypto::manifest;
+use crate::crypto::sealed_data::{self, UnsealedData, is_valid_data_key};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "sealedsecret";
+/// A Secret carrying this annotation with value `"true"` may be taken over.
+pub const MANAGED_ANNOTATION: &str = "sigil.dev/managed";
+
+/// `Ready` reasons.
+pub mod reason {
+    pub const UNSEALED: &str = "Unsealed";
+    pub const DECRYPT_FAILED: &str = "DecryptFailed";
+    pub const SCOPE_MISMATCH: &str = "ScopeMismatch";
+    pub const SECRET_EXISTS: &str = "SecretExists";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const APPLY_FAILED: &str = "ApplyFailed";
+    pub const NO_SEALING_KEY: &str = "NoSealingKey";
+}
+
+/// How often a healthy object is checked again without any event.
+const RESYNC: Duration = Duration::from_secs(3600);
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// A reconcile that could not even record its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot update the status of {object}: {error}")]
+    Status { object: String, error: kube::Error },
+}
+
+/// Why a SealedSecret's Secret was not written. The message never holds a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    reason: &'static str,
+    message: String,
+}
+
+/// What a successful sync did.
+struct Synced {
+    fingerprint: Option<String>,
+    wrote: bool,
+}
+
+struct State {
+    ctx: Arc<Context>,
+    keys: KeyringHandle,
+    store: Store<SealedSecret>,
+    failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+}
+
+/// Past this many failing objects, entries of deleted objects are dropped.
+const FAILURES_PRUNE_AT: usize = 1024;
+
+impl State {
+    /// The next retry delay for a failing object: 1s, 2s, 4s … capped, forever.
+    fn backoff(&self, object: &ObjectRef<SealedSecret>) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return BACKOFF_CAP;
+        };
+        if failures.len() >= FAILURES_PRUNE_AT {
+            failures.retain(|reference, _| self.store.get(reference).is_some());
+        }
+        let count = failures.entry(object.clone()).or_insert(0);
+        let delay = backoff_delay(*count);
+        *count = count.saturating_add(1);
+        delay
+    }
+
+    fn succeeded(&self, object: &ObjectRef<SealedSecret>) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(object);
+        }
+    }
+}
+
+fn backoff_delay(previous_failures: u32) -> Duration {
+    let factor = 1u32 << previous_failures.min(16);
+    BACKOFF_BASE.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+/// Runs the controller until shutdown. Starts once the keyring was loaded.
+pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
+    tokio::select! {
+        () = ctx.shutdown.cancelled() => return,
+        loaded = keys.loaded() => if loaded.is_none() { return },
+    }
+    let sealed: Api<SealedSecret> = ctx.watched();
+    let secrets: Api<PartialObjectMeta<Secret>> = ctx.watched();
+    // Every Secret event (metadata only) wakes the SealedSecret of the same name:
+    // the Secrets it owns (drift, deletion), and also foreign ones that block it
+    // (`SecretExists`) being deleted or annotated `sigil.dev/managed`.
+    let controller = Controller::new(sealed, watcher::Config::default())
+        .watches(secrets, watcher::Config::default(), |secret| {
+            let namespace = secret.namespace()?;
+            Some(ObjectRef::<SealedSecret>::new(&secret.name_any()).within(&namespace))
+        })
+        .with_config(Config::default().concurrency(ctx.options.concurrency));
+    let store = controller.store();
+    ctx.metrics.register(|registry| {
+        registry.register_collector(Box::new(ByKey {
+            store: store.clone(),
+        }));
+    });
+    let keyring_changes = futures::stream::unfold(keys.subscribe(), |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    });
+    let state = Arc::new(State {
+        ctx: ctx.clone(),
+        keys,
+        store,
+        failures: Mutex::new(HashMap::new()),
+    });
+    tracing::info!(controller = CONTROLLER, "starting");
+    controller
+        .reconcile_all_on(keyring_changes)
+        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(controller = CONTROLLER, error = %e, "reconcile trigger");
+            }
+        })
+        .await;
+}
+
+fn error_policy(object: Arc<SealedSecret>, error: &ReconcileError, state: Arc<State>) -> Action {
+    tracing::warn!(controller = CONTROLLER, %error, "reconcile failed");
+    Action::requeue(state.backoff(&ObjectRef::from_obj(object.as_ref())))
+}
+
+async fn reconcile(object: Arc<SealedSecret>, state: Arc<State>) -> Result<Action, ReconcileError> {
+    let ctx = &state.ctx;
+    if !ctx.owns(object.as_ref()) || object.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let reference = ObjectRef::from_obj(object.as_ref());
+    let outcome = sync(&object, &state).await;
+    let result = record(&object, &outcome, ctx).await;
+    let error_reason = match (&outcome, &result) {
+        (Err(failure), _) => Some(failure.reason),
+        (Ok(_), Err(_)) => Some("StatusFailed"),
+        (Ok(_), Ok(())) => None,
+    };
+    ctx.metrics
+        .reconciled(CONTROLLER, started.elapsed(), error_reason);
+    result?;
+    match outcome {
+        Ok(synced) => {
+            state.succeeded(&reference);
+            if synced.wrote {
+                tracing::info!(
+                    controller = CONTROLLER,
+                    namespace = object.namespace().unwrap_or_default(),
+                    name = object.name_any(),
+                    key = synced.fingerprint.as_deref().unwrap_or_default(),
+                    "Secret written"
+                );
+            }
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(failure) => {
+            let delay = state.backoff(&reference);
+            tracing::info!(
+                controller = CONTROLLER,
+                namespace = object.namespace().unwrap_or_default(),
+                name = object.name_any(),
+                reason = failure.reason,
+                message = %failure.message,
+                retry_in = ?delay,
+                "not unsealed"
+            );
+            Ok(Action::requeue(delay))
+        }
+    }
+}
+
+/// Opens the values and brings the Secret in line; the Secret is untouched on any failure.
+async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
+    let ctx = &state.ctx;
+    let namespace = object.namespace().unwrap_or_default();
+    let name = object.name_any();
+    for key in object.spec.encrypted_data.keys() {
+        if !is_valid_data_key(key) {
+            return Err(Failure {
+                reason: reason::INVALID_SPEC,
+                message: format!(
+                    "spec.encryptedData.{key}: invalid key (allowed: letters, digits, '-', '_', '.')"
+                ),
+            });
+        }
+    }
+    let keyring = state
+        .keys
+        .current()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| Failure {
+            reason: reason::NO_SEALING_KEY,
+            message: "no sealing key loaded yet".into(),
+        })?;
+    let opened = sealed_data::open_all(&object.spec.encrypted_data, &keyring, &namespace, &name)
+        .map_err(|e| Failure {
+            reason: if e.error.reason() == reason::SCOPE_MISMATCH {
+                reason::SCOPE_MISMATCH
+            } else {
+                reason::DECRYPT_FAILED
+            },
+            message: e.to_string(),
+        })?;
+    let fingerprint = opened.oldest_key().map(str::to_string);
+
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let live = api.get_opt(&name).await.map_err(|e| Failure {
+        reason: reason::APPLY_FAILED,
+        message: format!("cannot read Secret {namespace}/{name}: {e}"),
+    })?;
+    let mut desired = desired_secret(object, &opened);
+    let wrote = match live {
+        Some(mut live) => {
+            let decision = decide(object, &live, &desired, &opened);
+            wipe(&mut live);
+            match decision {
+                Decision::NotOurs => {
+                    manifest::wipe_secret_manifest(&mut desired);
+                    return Err(Failure {
+                        reason: reason::SECRET_EXISTS,
+                        message: format!(
+                            "Secret {namespace}/{name} exists and is not managed by this SealedSecret; annotate it {MANAGED_ANNOTATION}=\"true\" to let sigil take it over"
+                        ),
+                    });
+                }
+                Decision::InSync => false,
+                Decision::Apply => true,
+                Decision::Recreate => {
+                    recreate_first(&api, &live).await.map_err(|e| Failure {
+                        reason: reason::APPLY_FAILED,
+                        message: format!(
+                            "cannot replace Secret {namespace}/{name} (its type or immutability changes): {e}"
+                        ),
+                    })?;
+                    true
+                }
+            }
+        }
+        None => true,
+    };
+    let applied = if wrote {
+        apply(&api, &name, &desired).await
+    } else {
+        Ok(())
+    };
+    manifest::wipe_secret_manifest(&mut desired);
+    applied.map_err(|e| Failure {
+        reason: reason::APPLY_FAILED,
+        message: format!("cannot apply Secret {namespace}/{name}: {e}"),
+    })?;
+    Ok(Synced { fingerprint, wrote })
+}
+
+/// Deletes the live Secret (only that exact version of it) so it can be created
+/// again: its `type` cannot change, nor anything of an immutable Secret.
+async fn recreate_first(api: &Api<Secret>, live: &Secret) -> Result<(), kube::Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.metadata.uid.clone(),
+            resource_version: live.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&live.name_any(), &params).await {
+        Ok(deleted) => {
+            if let Some(mut secret) = deleted.left() {
+                wipe(&mut secret);
+            }
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn apply(
+    api: &Api<Secret>,
+    name: &str,
+    desired: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let mut written = api
+        .patch(
+            name,
+            &PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await?;
+    wipe(&mut written);
+    Ok(())
+}
+
+/// The Secret to apply: data, template and the controller ownerReference.
+fn desired_secret(object: &SealedSecret, opened: &UnsealedData) -> serde_json::Value {
+    let mut secret = manifest::secret_manifest(object, opened);
+    if let Some(owner) = owner_reference(object) {
+        secret["metadata"]["ownerReferences"] = serde_json::json!([owner]);
+    }
+    secret
+}
+
+fn owner_reference(object: &SealedSecret) -> Option<OwnerReference> {
+    let mut owner = object.controller_owner_ref(&())?;
+    owner.block_owner_deletion = Some(true);
+    Some(owner)
+}
+
+enum Decision {
+    NotOurs,
+    InSync,
+    Apply,
+    /// Delete, then apply: the type changes, or the Secret is immutable and differs.
+    Recreate,
+}
+
+/// Whether the live Secret is ours, and whether it already holds what we want.
+fn decide(
+    object: &SealedSecret,
+    live: &Secret,
+    desired: &serde_json::Value,
+    opened: &UnsealedData,
+) -> Decision {
+    let owners = live
+        .metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default();
+    let ours = owners.iter().any(|o| {
+        o.controller == Some(true)
+            && o.kind == SealedSecret::kind(&())
+            && o.api_version.starts_with("sigil.dev/")
+            && o.name == object.name_any()
+    });
+    let adoptable = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MANAGED_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    if !ours && !adoptable {
+        return Decision::NotOurs;
+    }
+    if in_sync(object, live, desired, opened) {
+        return Decision::InSync;
+    }
+    let type_changes = desired["type"].as_str() != Some(live.type_.as_deref().unwrap_or("Opaque"));
+    if type_changes || live.immutable == Some(true) {
+        Decision::Recreate
+    } else {
+        Decision::Apply
+    }
+}
+
+fn in_sync(
+    object: &SealedSecret,
+    live: &Secret,
+    desired: &serde_json::Value,
+    opened: &UnsealedData,
+) -> bool {
+    let uid = object.metadata.uid.as_deref();
+    let owned_by_this = live
+        .metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(o.uid.as_str()) == uid);
+    if !owned_by_this {
+        return false;
+    }
+    let live_type = live.type_.as_deref().unwrap_or("Opaque");
+    if desired["type"].as_str() != Some(live_type) {
+        return false;
+    }
+    if let Some(immutable) = desired["immutable"].as_bool()
+        && live.immutable.unwrap_or(false) != immutable
+    {
+        return false;
+    }
+    let live_data = live.data.clone().unwrap_or_default();
+    let data_matches = opened.data.iter().all(|(key, value)| {
+        live_data
+            .get(key)
+            .is_some_and(|live_value| live_value.0.as_slice() == value.expose_secret())
+    });
+    let mut live_data = live_data;
+    live_data.values_mut().for_each(|v| v.0.zeroize());
+    if !data_matches {
+        return false;
+    }
+    let contains = |live: Option<&BTreeMap<String, String>>, wanted: &serde_json::Value| {
+        wanted.as_object().is_none_or(|wanted| {
+            wanted
+                .iter()
+                .all(|(k, v)| live.and_then(|l| l.get(k)).map(String::as_str) == v.as_str())
+        })
+    };
+    if !contains(
+        live.metadata.labels.as_ref(),
+        &desired["metadata"]["labels"],
+    ) || !contains(
+        live.metadata.annotations.as_ref(),
+        &desired["metadata"]["annotations"],
+    ) {
+        return false;
+    }
+    // Fields sigil applied before but no longer wants must be removed by an apply.
+    let owned = applied_fields(live);
+    let stale = |set: &BTreeSet<String>, wanted: &serde_json::Value| {
+        set.iter().any(|k| wanted.get(k).is_none())
+    };
+    !(stale(&owned.data, &desired["data"])
+        || stale(&owned.labels, &desired["metadata"]["labels"])
+        || stale(&owned.annotations, &desired["metadata"]["annotations"]))
+}
+
+/// The data, label and annotation keys sigil's last apply owns (from managedFields).
+#[derive(Default)]
+struct AppliedFields {
+    data: BTreeSet<String>,
+    labels: BTreeSet<String>,
+    annotations: BTreeSet<String>,
+}
+
+fn applied_fields(live: &Secret) -> AppliedFields {
+    let mut out = AppliedFields::default();
+    let entries = live.metadata.managed_fields.as_deref().unwrap_or_default();
+    let keys = |value: Option<&serde_json::Value>| -> BTreeSet<String> {
+        value
+            .and_then(|v| v.as_object())
+            .map(|o| {
+                o.keys()
+                    .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for entry in entries {
+        if entry.manager.as_deref() != Some(crate::api::FIELD_MANAGER)
+            || entry.operation.as_deref() != Some("Apply")
+        {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        out.data.extend(keys(fields.get("f:data")));
+        out.labels
+            .extend(keys(fields.pointer("/f:metadata/f:labels")));
+        out.annotations
+            .extend(keys(fields.pointer("/f:metadata/f:annotations")));
+    }
+    out
+}
+
+fn wipe(secret: &mut Secret) {
+    if let Some(data) = secret.data.as_mut() {
+        data.values_mut().for_each(|v| v.0.zeroize());
+    }
+    if let Some(data) = secret.string_data.as_mut() {
+        data.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
+/// Writes the status when it changed, and publishes an Event when the `Ready`
+/// condition's status, reason or message changed.
+async fn record(
+    object: &SealedSecret,
+    outcome: &Result<Synced, Failure>,
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    let previous = object.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let generation = object.metadata.generation;
+    let update = match outcome {
+        Ok(synced) => {
+            status.key_fingerprint = synced.fingerprint.clone();
+            ConditionUpdate::ready(
+                reason::UNSEALED,
+                format!(
+                    "Secret written from {} sealed values",
+                    object.spec.encrypted_data.len()
+                ),
+            )
+        }
+        Err(failure) => ConditionUpdate::not_ready(failure.reason, failure.message.clone()),
+    };
+    let before = conditions::find(&previous.conditions, READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    conditions::set_condition(
+        &mut status.conditions,
+        update,
+        generation,
+        Time(jiff::Timestamp::now()),
+    );
+    status.observed_generation = generation;
+    let after = conditions::find(&status.conditions, READY)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+    if status == previous {
+        return Ok(());
+    }
+    let api: Api<SealedSecret> =
+        Api::namespaced(ctx.client.clone(), &object.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"status": status_json(&status)});
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|error| ReconcileError::Status {
+        object: manifest::describe(
+            "SealedSecret",
+            object.namespace().as_deref(),
+            &object.name_any(),
+        ),
+        error,
+    })?;
+    if before != after
+        && let Some((status_text, reason, message)) = after
+    {
+        let event = Event {
+            type_: if status_text == "True" {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason,
+            note: Some(message),
+            action: "Unseal".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::debug!(controller = CONTROLLER, error = %e, "cannot publish event");
+        }
+    }
+    Ok(())
+}
+
+/// The status as a merge patch: absent fields are sent as null so they are cleared.
+fn status_json(status: &SealedSecretStatus) -> serde_json::Value {
+    serde_json::json!({
+        "conditions": status.conditions,
+        "observedGeneration": status.observed_generation,
+        "keyFingerprint": status.key_fingerprint,
+    })
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key: String,
+}
+
+/// `sigil_sealedsecrets{key}`: SealedSecrets per sealing key that opened them,
+/// counted from the controller's cache at scrape time.
+#[derive(Debug)]
+struct ByKey {
+    store: Store<SealedSecret>,
+}
+
+impl Collector for ByKey {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for object in self.store.state() {
+            let key = object
+                .status
+                .as_ref()
+                .and_then(|s| s.key_fingerprint.clone())
+                .unwrap_or_else(|| "none".to_string());
+            *counts.entry(key).or_default() += 1;
+        }
+        let family = Family::<KeyLabels, Gauge>::default();
+        for (key, count) in counts {
+            family.get_or_create(&KeyLabels { key }).set(count);
+        }
+        let metric = encoder.encode_descriptor(
+            "sealedsecrets",
+            "SealedSecrets by the fingerprint of the sealing key that opened them (none: not opened)",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+    use super::*;
+    use crate::api::sealed_secret::{SealedSecretSpec, SecretTemplate};
+    use crate::crypto::keyring::Keyring;
+    use crate::crypto::manifest::binding_for;
+
+    struct Fixture {
+        object: SealedSecret,
+        opened: UnsealedData,
+        desired: serde_json::Value,
+    }
+
+    fn fixture() -> Fixture {
+        let identity = age::x25519::Identity::generate();
+        let binding = binding_for(
+            crate::api::sealed_secret::Scope::Strict,
+            "prod",
+            "db",
+            "test",
+        )
+        .expect("valid");
+        let value =
+            crate::crypto::seal(b"s3cret", &binding, &[identity.to_public()]).expect("seals");
+        let mut object = SealedSecret::new(
+            "db",
+            SealedSecretSpec {
+                encrypted_data: BTreeMap::from([("password".to_string(), value)]),
+                template: Some(SecretTemplate {
+                    type_: None,
+                    metadata: Some(crate::api::common::TemplateMetadata {
+                        labels: BTreeMap::from([("app".to_string(), "db".to_string())]),
+                        annotations: BTreeMap::new(),
+                    }),
+                    immutable: None,
+                }),
+                ..SealedSecretSpec::default()
+            },
+        );
+        object.metadata.namespace = Some("prod".into());
+        object.metadata.uid = Some("uid-1".into());
+        let keyring = Keyring::from_identities(vec![identity], "test");
+        let opened = sealed_data::open_all(&object.spec.encrypted_data, &keyring, "prod", "db")
+            .expect("opens");
+        let desired = desired_secret(&object, &opened);
+        Fixture {
+            object,
+            opened,
+            desired,
+        }
+    }
+
+    /// The Secret as the API server would return it after sigil's apply.
+    fn applied(fixture: &Fixture) -> Secret {
+        let mut secret: Secret = serde_json::from_value(fixture.desired.clone()).expect("a Secret");
+        secret.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("sigil".into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(serde_json::json!({
+                "f:data": {"f:password": {}},
+                "f:metadata": {"f:labels": {"f:app": {}}, "f:ownerReferences": {}},
+                "f:type": {},
+            }))),
+            ..ManagedFieldsEntry::default()
+        }]);
+        secret
+    }
+
+    fn decision(fixture: &Fixture, live: &Secret) -> &'static str {
+        match decide(&fixture.object, live, &fixture.desired, &fixture.opened) {
+            Decision::NotOurs => "not ours",
+            Decision::InSync => "in sync",
+            Decision::Apply => "apply",
+            Decision::Recreate => "recreate",
+        }
+    }
+
+    #[test]
+    fn desired_secret_is_owned_by_the_sealed_secret() {
+        let fixture = fixture();
+        let owner = &fixture.desired["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "SealedSecret");
+        assert_eq!(owner["uid"], "uid-1");
+        assert_eq!(owner["controller"], true);
+        assert_eq!(fixture.desired["data"]["password"], "czNjcmV0");
+    }
+
+    #[test]
+    fn an_applied_secret_is_in_sync() {
+        let fixture = fixture();
+        assert_eq!(decision(&fixture, &applied(&fixture)), "in sync");
+    }
+
+    #[test]
+    fn hand_edits_are_reverted() {
+        let fixture = fixture();
+        let mut edited = applied(&fixture);
+        edited.data.as_mut().expect("data").insert(
+            "password".into(),
+            k8s_openapi::ByteString(b"changed".to_vec()),
+        );
+        assert_eq!(decision(&fixture, &edited), "apply");
+        let mut relabelled = applied(&fixture);
+        relabelled.metadata.labels = None;
+        assert_eq!(decision(&fixture, &relabelled), "apply");
+    }
+
+    #[test]
+    fn keys_sigil_no_longer_wants_are_removed() {
+        let fixture = fixture();
+        let mut stale = applied(&fixture);
+        stale
+            .data
+            .as_mut()
+            .expect("data")
+            .insert("old".into(), k8s_openapi::ByteString(b"x".to_vec()));
+        // A key someone else added is left alone...
+        assert_eq!(decision(&fixture, &stale), "in sync");
+        // ...but one sigil applied before is removed.
+        if let Some(entry) = stale
+            .metadata
+            .managed_fields
+            .as_mut()
+            .and_then(|m| m.first_mut())
+        {
+            entry.fields_v1 = Some(FieldsV1(
+                serde_json::json!({"f:data": {"f:password": {}, "f:old": {}}}),
+            ));
+        }
+        assert_eq!(decision(&fixture, &stale), "apply");
+    }
+
+    #[test]
+    fn foreign_secrets_are_never_taken_unless_annotated() {
+        let fixture = fixture();
+        let mut foreign = applied(&fixture);
+        foreign.metadata.owner_references = None;
+        assert_eq!(decision(&fixture, &foreign), "not ours");
+        foreign.metadata.annotations = Some(BTreeMap::from([(
+            MANAGED_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]));
+        assert_eq!(decision(&fixture, &foreign), "apply");
+        foreign.type_ = Some("kubernetes.io/tls".into());
+        assert_eq!(decision(&fixture, &foreign), "recreate");
+    }
+
+    #[test]
+    fn an_immutable_secret_that_differs_is_recreated() {
+        let fixture = fixture();
+        let mut immutable = applied(&fixture);
+        immutable.immutable = Some(true);
+        assert_eq!(decision(&fixture, &immutable), "in sync");
+        immutable
+            .data
+            .as_mut()
+            .expect("data")
+            .insert("password".into(), k8s_openapi::ByteString(b"old".to_vec()));
+        assert_eq!(decision(&fixture, &immutable), "recreate");
+    }
+
+    #[test]
+    fn a_secret_of_a_previous_incarnation_is_adopted() {
+        let fixture = fixture();
+        let mut previous = applied(&fixture);
+        if let Some(owner) = previous
+            .metadata
+            .owner_references
+            .as_mut()
+            .and_then(|o| o.first_mut())
+        {
+            owner.uid = "uid-0".into();
+        }
+        assert_eq!(decision(&fixture, &previous), "apply");
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_never_stops() {
+        assert_eq!(backoff_delay(0), Duration::from_secs(1));
+        assert_eq!(backoff_delay(1), Duration::from_secs(2));
+        assert_eq!(backoff_delay(5), Duration::from_secs(32));
+        assert_eq!(backoff_delay(9), BACKOFF_CAP);
+        assert_eq!(backoff_delay(u32::MAX), BACKOFF_CAP);
+    }
+}

@@ -1,0 +1,387 @@
+//! The in-process stand-ins for kube-controller-manager and the apiextensions
+//! controllers: garbage collection through ownerReferences (background, foreground,
+//! orphan), namespace termination, CRD instance cleanup, and the per-namespace
+//! `default` ServiceAccount and `kube-root-ca.crt` ConfigMap.
+//!
+//! Like the real ones they run asynchronously after the write that triggers them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::crd::CLEANUP_FINALIZER;
+use super::delete::{self, DeleteOptions, FOREGROUND, ORPHAN, Propagation};
+use super::object;
+use super::registry::{ResourceType, StorageKey};
+use super::state::State;
+use super::strategy::Sub;
+use super::write::{self, WriteOptions};
+
+const GC_MANAGER: &str = "generic-garbage-collector";
+const NS_MANAGER: &str = "namespace-controller";
+
+/// Runs every controller until nothing changes (bounded). Returns whether anything was written.
+pub fn reconcile(st: &mut State, root_ca: &str) -> bool {
+    let mut any = false;
+    for _ in 0..64 {
+        let changed = collect_garbage(st)
+            | finalize_deleting_owners(st)
+            | terminate_namespaces(st)
+            | clean_up_crds(st)
+            | namespace_defaults(st, root_ca);
+        if !changed {
+            break;
+        }
+        any = true;
+    }
+    any
+}
+
+struct Owner {
+    namespace: String,
+    deleting_foreground: bool,
+}
+
+fn owners(st: &State) -> HashMap<String, Owner> {
+    st.store
+        .all()
+        .into_iter()
+        .map(|(_, o)| {
+            let fins = object::finalizers(&o);
+            (
+                object::uid(&o).to_string(),
+                Owner {
+                    namespace: object::namespace(&o).to_string(),
+                    deleting_foreground: object::deletion_timestamp(&o).is_some()
+                        && fins.iter().any(|f| f == FOREGROUND),
+                },
+            )
+        })
+        .collect()
+}
+
+fn type_of(st: &State, storage: &StorageKey) -> Option<Arc<ResourceType>> {
+    st.preferred(storage)
+}
+
+fn delete_with(
+    st: &mut State,
+    storage: &StorageKey,
+    obj: &Value,
+    propagation: Propagation,
+) -> bool {
+    let Some(rt) = type_of(st, storage) else {
+        return false;
+    };
+    let opts = DeleteOptions {
+        propagation: Some(propagation),
+        uid: Some(object::uid(obj).to_string()),
+        ..Default::default()
+    };
+    delete::delete(st, &rt, object::namespace(obj), object::name(obj), &opts).is_ok()
+}
+
+fn set_owner_refs(st: &mut State, storage: &StorageKey, obj: &Value, refs: Vec<Value>) -> bool {
+    let Some(rt) = type_of(st, storage) else {
+        return false;
+    };
+    let mut new = obj.clone();
+    let meta = object::meta_mut(&mut new);
+    if refs.is_empty() {
+        meta.remove("ownerReferences");
+    } else {
+        meta.insert("ownerReferences".into(), Value::Array(refs));
+    }
+    write::system_update(st, &rt, new, Sub::Main, GC_MANAGER)
+}
+
+/// Dependents whose owners are gone are deleted; references to missing owners are dropped
+/// while another owner remains; dependents of foreground-deleting owners are deleted.
+fn collect_garbage(st: &mut State) -> bool {
+    let owners = owners(st);
+    let mut changed = false;
+    for (storage, obj) in st.store.all() {
+        let refs = object::owner_references(&obj);
+        if refs.is_empty() || object::deletion_timestamp(&obj).is_some() {
+            continue;
+        }
+        let ns = object::namespace(&obj).to_string();
+        let mut solid = Vec::new();
+        let mut waiting = 0usize;
+        for r in &refs {
+            let uid = r.get("uid").and_then(Value::as_str).unwrap_or_default();
+            match owners.get(uid) {
+                Some(o) if o.namespace.is_empty() || o.namespace == ns => {
+                    if o.deleting_foreground {
+                        waiting += 1;
+                    } else {
+                        solid.push(r.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if solid.len() == refs.len() {
+            continue;
+        }
+        changed |= if !solid.is_empty() {
+            set_owner_refs(st, &storage, &obj, solid)
+        } else if waiting > 0 {
+            delete_with(st, &storage, &obj, Propagation::Foreground)
+        } else {
+            let fins = object::finalizers(&obj);
+            let policy = if fins.iter().any(|f| f == ORPHAN) {
+                Propagation::Orphan
+            } else if fins.iter().any(|f| f == FOREGROUND) {
+                Propagation::Foreground
+            } else {
+                Propagation::Background
+            };
+            delete_with(st, &storage, &obj, policy)
+        };
+    }
+    changed
+}
+
+fn remove_finalizer(st: &mut State, storage: &StorageKey, obj: &Value, finalizer: &str) -> bool {
+    let Some(rt) = type_of(st, storage) else {
+        return false;
+    };
+    let fins: Vec<String> = object::finalizers(obj)
+        .into_iter()
+        .filter(|f| f != finalizer)
+        .collect();
+    let mut new = obj.clone();
+    object::set_finalizers(&mut new, &fins);
+    write::system_update(st, &rt, new, Sub::Main, GC_MANAGER)
+}
+
+/// Owners deleted with `orphan` release their dependents; owners deleted in the
+/// foreground go once no dependent blocks them.
+fn finalize_deleting_owners(st: &mut State) -> bool {
+    let all = st.store.all();
+    let mut changed = false;
+    for (storage, obj) in &all {
+        if object::deletion_timestamp(obj).is_none() {
+            continue;
+        }
+        let fins = object::finalizers(obj);
+        let uid = object::uid(obj).to_string();
+        let dependents: Vec<&(StorageKey, Arc<Value>)> = all
+            .iter()
+            .filter(|(_, d)| {
+                object::owner_references(d)
+                    .iter()
+                    .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
+            })
+            .collect();
+        if fins.iter().any(|f| f == ORPHAN) {
+            for (dstorage, d) in &dependents {
+                let Some(current) = st
+                    .store
+                    .get(dstorage, object::namespace(d), object::name(d))
+                else {
+                    continue;
+                };
+                let refs: Vec<Value> = object::owner_references(&current)
+                    .into_iter()
+                    .filter(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()))
+                    .collect();
+                changed |= set_owner_refs(st, dstorage, &current, refs);
+            }
+            changed |= remove_finalizer(st, storage, obj, ORPHAN);
+        } else if fins.iter().any(|f| f == FOREGROUND) {
+            let blocking = dependents.iter().any(|(dstorage, d)| {
+                st.store
+                    .get(dstorage, object::namespace(d), object::name(d))
+                    .is_some()
+                    && object::owner_references(d).iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid.as_str())
+                            && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
+                    })
+            });
+            if !blocking {
+                changed |= remove_finalizer(st, storage, obj, FOREGROUND);
+            }
+        }
+    }
+    changed
+}
+
+/// Terminating namespaces lose their content, then the `kubernetes` finalizer, then themselves.
+fn terminate_namespaces(st: &mut State) -> bool {
+    let ns_key: StorageKey = (String::new(), "namespaces".into());
+    let terminating: Vec<Arc<Value>> = st
+        .store
+        .list(&ns_key, None)
+        .into_iter()
+        .filter(|n| object::deletion_timestamp(n).is_some())
+        .collect();
+    let mut changed = false;
+    for ns in terminating {
+        let name = object::name(&ns).to_string();
+        let mut remaining = 0usize;
+        for rt in st.registry.storage_types() {
+            if !rt.namespaced {
+                continue;
+            }
+            for obj in st.store.list(&rt.storage, Some(&name)) {
+                remaining += 1;
+                if object::deletion_timestamp(&obj).is_none() {
+                    let opts = DeleteOptions::default();
+                    changed |= delete::delete(st, &rt, &name, object::name(&obj), &opts).is_ok();
+                }
+            }
+        }
+        if remaining > 0 {
+            continue;
+        }
+        let Some(ns_type) = type_of(st, &ns_key) else {
+            continue;
+        };
+        let spec_fins: Vec<Value> = object::get_path(&ns, "spec.finalizers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if spec_fins.iter().any(|f| f == "kubernetes") {
+            let mut new = (*ns).clone();
+            let kept: Vec<Value> = spec_fins
+                .into_iter()
+                .filter(|f| f != "kubernetes")
+                .collect();
+            new["spec"]["finalizers"] = Value::Array(kept);
+            changed |= write::system_update(st, &ns_type, new, Sub::Finalize, NS_MANAGER);
+            continue;
+        }
+        let spec_empty = spec_fins.is_empty();
+        if spec_empty && object::finalizers(&ns).is_empty() {
+            changed |= delete::delete(st, &ns_type, "", &name, &DeleteOptions::default()).is_ok();
+        }
+    }
+    changed
+}
+
+/// Deleting CRDs lose their custom objects, then their cleanup finalizer.
+fn clean_up_crds(st: &mut State) -> bool {
+    let crd_key: StorageKey = (
+        "apiextensions.k8s.io".into(),
+        "customresourcedefinitions".into(),
+    );
+    let deleting: Vec<Arc<Value>> = st
+        .store
+        .list(&crd_key, None)
+        .into_iter()
+        .filter(|c| {
+            object::deletion_timestamp(c).is_some()
+                && object::finalizers(c).iter().any(|f| f == CLEANUP_FINALIZER)
+        })
+        .collect();
+    let mut changed = false;
+    for crd in deleting {
+        let group = object::get_path(&crd, "spec.group")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let plural = object::get_path(&crd, "spec.names.plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let storage: StorageKey = (group, plural);
+        let objects = st.store.list(&storage, None);
+        if let Some(rt) = type_of(st, &storage) {
+            for obj in &objects {
+                if object::deletion_timestamp(obj).is_none() {
+                    changed |= delete::delete(
+                        st,
+                        &rt,
+                        object::namespace(obj),
+                        object::name(obj),
+                        &DeleteOptions::default(),
+                    )
+                    .is_ok();
+                }
+            }
+        }
+        if objects.is_empty() {
+            changed |= remove_finalizer(st, &crd_key, &crd, CLEANUP_FINALIZER);
+        }
+    }
+    changed
+}
+
+/// The ServiceAccount controller's `default` account and the root-CA publisher's ConfigMap.
+fn namespace_defaults(st: &mut State, root_ca: &str) -> bool {
+    let active: Vec<String> = st
+        .store
+        .list(&(String::new(), "namespaces".into()), None)
+        .into_iter()
+        .filter(|n| object::deletion_timestamp(n).is_none())
+        .map(|n| object::name(&n).to_string())
+        .collect();
+    let mut changed = false;
+    let sa_key: StorageKey = (String::new(), "serviceaccounts".into());
+    let cm_key: StorageKey = (String::new(), "configmaps".into());
+    for ns in active {
+        if st.store.get(&sa_key, &ns, "default").is_none()
+            && let Some(rt) = type_of(st, &sa_key)
+        {
+            let body = json!({"metadata": {"name": "default"}});
+            changed |= write::create(
+                st,
+                &rt,
+                &ns,
+                body,
+                &WriteOptions::new("kube-controller-manager"),
+            )
+            .is_ok();
+        }
+        if st.store.get(&cm_key, &ns, "kube-root-ca.crt").is_none()
+            && let Some(rt) = type_of(st, &cm_key)
+        {
+            let body = json!({
+                "metadata": {"name": "kube-root-ca.crt", "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": root_ca},
+            });
+            changed |= write::create(
+                st,
+                &rt,
+                &ns,
+                body,
+                &WriteOptions::new("kube-controller-manager"),
+            )
+            .is_ok();
+        }
+    }
+    changed
+}
+
+/// The built-in objects a fresh cluster has.
+pub fn bootstrap(st: &mut State) {
+    let opts = WriteOptions::new("kube-apiserver");
+    if let Some(ns) = st.registry.lookup("", "v1", "namespaces") {
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let _ = write::create(st, &ns, "", json!({"metadata": {"name": name}}), &opts);
+        }
+    }
+    if let Some(cr) = st
+        .registry
+        .lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+    {
+        let body = json!({
+            "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}, "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
+            "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                {"nonResourceURLs": ["*"], "verbs": ["*"]}
+            ]
+        });
+        let _ = write::create(st, &cr, "", body, &opts);
+    }
+    if let Some(svc) = st.registry.lookup("", "v1", "services") {
+        let body = json!({
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+        });
+        let _ = write::create(st, &svc, "default", body, &opts);
+    }
+}

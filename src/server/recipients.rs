@@ -1,0 +1,188 @@
+//! Sealing routes of the controller's HTTP port.
+//!
+//! * `GET /v1/recipients`: the recipients to seal to, one per line (text/plain).
+//! * `POST /v1/verify`: a SealedSecret (JSON) → whether the cluster can open
+//!   every value where it sits; never returns values.
+//! * `POST /v1/rotate`: a SealedSecret (JSON) → the same object with every
+//!   value re-sealed to the published recipients, keeping each value's scope.
+//!   It only ever seals to the cluster's own recipients, so it cannot be used
+//!   to decrypt.
+//!
+//! Every route reads the same objects the keyring controller maintains (the
+//! `sigil-recipients` ConfigMap and the key Secrets), so any replica answers the
+//! same, leader or not.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::api::sealed_secret::SealedSecret;
+use crate::controller::Context;
+use crate::controller::keyring::{load_keyring, read_published_recipients};
+use crate::crypto::manifest;
+use crate::crypto::recipients;
+use crate::crypto::sealed_data::{self, ResealError};
+
+pub fn router() -> Router<Arc<Context>> {
+    Router::new()
+        .route("/v1/recipients", get(get_recipients))
+        .route("/v1/verify", post(verify))
+        .route("/v1/rotate", post(rotate))
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    /// Every value opens where the object sits.
+    pub opened: bool,
+    /// `DecryptFailed` or `ScopeMismatch` when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Which value failed and why (no value content).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Fingerprints of the keys that opened the values, oldest first.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// A refusal, answered as a Kubernetes `Status` so clients going through the
+/// API server's service proxy (and kube's client) read it the usual way.
+struct ApiError {
+    code: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    fn unavailable(message: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code.as_u16(),
+        });
+        (self.code, axum::Json(body)).into_response()
+    }
+}
+
+async fn get_recipients(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
+    match read_published_recipients(&ctx.client, &ctx.options.namespace).await {
+        Ok(Some(text)) => {
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+        Ok(None) => Err(ApiError::unavailable("no sealing key published yet")),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the recipients ConfigMap");
+            Err(ApiError::unavailable("cannot read the recipients"))
+        }
+    }
+}
+
+/// Parses the posted SealedSecret and its namespace/name.
+fn posted(body: &[u8]) -> Result<(SealedSecret, String, String), ApiError> {
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message);
+    let document: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("expected a SealedSecret as JSON: {e}")))?;
+    let sealed = manifest::sealed_from_document(&document).map_err(|e| bad(e.to_string()))?;
+    let (namespace, name) = manifest::sealed_identity(&sealed).map_err(|e| bad(e.to_string()))?;
+    Ok((sealed, namespace, name))
+}
+
+async fn keyring(ctx: &Context) -> Result<crate::crypto::Keyring, ApiError> {
+    match load_keyring(&ctx.client, &ctx.options.namespace).await {
+        Ok((keyring, _)) if !keyring.is_empty() => Ok(keyring),
+        Ok(_) => Err(ApiError::unavailable("no sealing key yet")),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the sealing keys");
+            Err(ApiError::unavailable("the sealing keys cannot be read"))
+        }
+    }
+}
+
+async fn verify(
+    State(ctx): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<axum::Json<VerifyResponse>, ApiError> {
+    let (sealed, namespace, name) = posted(&body)?;
+    let keyring = keyring(&ctx).await?;
+    let answer =
+        match sealed_data::open_all(&sealed.spec.encrypted_data, &keyring, &namespace, &name) {
+            Ok(opened) => VerifyResponse {
+                opened: true,
+                reason: None,
+                message: String::new(),
+                keys: opened.fingerprints.clone(),
+            },
+            Err(e) => VerifyResponse {
+                opened: false,
+                reason: Some(e.error.reason().to_string()),
+                message: e.to_string(),
+                keys: Vec::new(),
+            },
+        };
+    Ok(axum::Json(answer))
+}
+
+async fn rotate(
+    State(ctx): State<Arc<Context>>,
+    body: Bytes,
+) -> Result<axum::Json<SealedSecret>, ApiError> {
+    let (mut sealed, namespace, name) = posted(&body)?;
+    let keyring = keyring(&ctx).await?;
+    let published = match read_published_recipients(&ctx.client, &ctx.options.namespace).await {
+        Ok(Some(text)) => recipients::parse_list(&text).ok().filter(|l| !l.is_empty()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::unavailable("no recipients published yet"))?;
+    let object = manifest::describe("SealedSecret", Some(&namespace), &name);
+    let values = sealed_data::reseal_all(
+        &sealed.spec.encrypted_data,
+        &keyring,
+        &namespace,
+        &name,
+        &published,
+    )
+    .map_err(|e| match e {
+        ResealError::Open(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.error.reason(),
+            format!("{object}: {e}"),
+        ),
+        e => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("{object}: {e}"),
+        ),
+    })?;
+    sealed.spec.encrypted_data = values;
+    sealed.status = None;
+    Ok(axum::Json(sealed))
+}

@@ -1,0 +1,137 @@
+//! Runs the walk-through of examples/sealed-secret/README.md against the
+//! embedded cluster with a live controller, block by block, as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::sealed::Bed;
+use crate::support::tools::tool;
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sealed-secret")
+}
+
+/// The `sh` blocks of a README, except those right after a `<!-- not run` comment.
+fn shell_blocks(readme: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut skip_next = false;
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match &mut current {
+            Some(block) if line.trim_start() == "```" => {
+                if !skip_next {
+                    blocks.push(std::mem::take(block));
+                }
+                skip_next = false;
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None if line.trim_start().starts_with("<!-- not run") => skip_next = true,
+            None if line.trim_start() == "```sh" => current = Some(String::new()),
+            None => {}
+        }
+    }
+    blocks
+}
+
+fn path_with(programs: &[PathBuf]) -> String {
+    let mut dirs: Vec<PathBuf> = programs
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs)
+        .expect("PATH")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn readme_walk_through_runs() {
+    let readme = std::fs::read_to_string(example_dir().join("README.md")).expect("README");
+    let blocks = shell_blocks(&readme);
+    assert!(blocks.len() >= 6, "found {} sh blocks", blocks.len());
+    assert!(
+        !blocks.iter().any(|b| b.contains("sigil dev")),
+        "the `sigil dev` block is marked not run"
+    );
+
+    let bed = Bed::start(|_| {});
+    let work = tempfile::tempdir().expect("temp dir");
+    for file in ["secret.yaml", "sealed-secret.yaml", "demo-identity.txt"] {
+        std::fs::copy(example_dir().join(file), work.path().join(file)).expect("copy example");
+    }
+    let script = format!("set -euo pipefail\nset -x\n{}", blocks.join("\n"));
+    let path = path_with(&[
+        PathBuf::from(env!("CARGO_BIN_EXE_sigil")),
+        tool("kubectl"),
+        tool("age"),
+    ]);
+    let out_path = work.path().join("walk-through.out");
+    let err_path = work.path().join("walk-through.err");
+    let mut child = Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(work.path())
+        .env("PATH", path)
+        .env("KUBECONFIG", &bed.kubeconfig)
+        .env("HOME", work.path())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("bash runs");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the walk-through did not finish in 180s:\n{}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "walk-through failed:\n{stderr}\n--- stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("age1"),
+        "fetch-key printed a recipient:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("correct-horse-battery-staple"),
+        "the Secret holds the password:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("sigil.dev/envelope/v1 strict default db-credentials"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sealedsecret.sigil.dev/db-credentials configured"),
+        "{stdout}"
+    );
+    assert!(stdout.lines().any(|l| l == "admin"), "{stdout}");
+    // The controller never logged the example's plaintext.
+    bed.assert_no_plaintext(&[b"correct-horse-battery-staple"]);
+}
+
+#[test]
+fn blocks_after_a_not_run_marker_are_skipped() {
+    let readme =
+        "```sh\na\n```\n<!-- not run: x -->\n```sh\nb\n```\n```text\nc\n```\n```sh\nd\n```\n";
+    assert_eq!(shell_blocks(readme), vec!["a\n", "d\n"]);
+}
