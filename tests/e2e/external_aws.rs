@@ -232,3 +232,146 @@ async fn provider_reports_outages_as_transient_and_recovers() {
         .expect("recovered");
     assert_eq!(text(&value), "Zq7-plaintext");
 }
+
+// ---- The controller, in the embedded API server ----
+
+mod controller {
+    use std::time::{Duration, Instant};
+
+    use kube::ResourceExt;
+    use sigil::api::{ClusterSecretStore, ExternalSecret};
+
+    use crate::support::external::{self, Env, ready_reason, wait_for};
+    use crate::support::moto::{self, Moto};
+
+    /// Credentials in the controller's namespace and a ClusterSecretStore for `endpoint`.
+    pub async fn cluster_store(env: &Env, name: &str, endpoint: &str, conditions: &str) {
+        env.secret(
+            external::CONTROLLER_NAMESPACE,
+            "aws-credentials",
+            &[
+                ("access-key", moto::ACCESS_KEY_ID),
+                ("secret-key", moto::SECRET_ACCESS_KEY),
+            ],
+        )
+        .await;
+        env.apply_cluster::<ClusterSecretStore>(&format!(
+            r#"
+apiVersion: sigil.dev/v1alpha1
+kind: ClusterSecretStore
+metadata:
+  name: {name}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: {region}
+      endpoint: {endpoint}
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key, namespace: sigil-system}}
+          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key, namespace: sigil-system}}
+{conditions}
+"#,
+            region = moto::REGION,
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn materializes_data_and_extract_and_follows_rotation() {
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        moto::create(&aws, "prod/db", r#"{"user":"app","password":"pw-1"}"#, &[]).await;
+        moto::create(
+            &aws,
+            "prod/config",
+            r#"{"host":"db.internal","port":5432}"#,
+            &[],
+        )
+        .await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        cluster_store(&env, "aws", &moto.endpoint, "").await;
+        env.apply::<ExternalSecret>(
+            r#"
+apiVersion: sigil.dev/v1alpha1
+kind: ExternalSecret
+metadata: {name: db, namespace: app}
+spec:
+  refreshInterval: 2s
+  secretStoreRef: {name: aws, kind: ClusterSecretStore}
+  target: {name: db-credentials}
+  data:
+    - secretKey: password
+      remoteRef: {key: prod/db, property: password}
+  dataFrom:
+    - extract: {key: prod/config}
+"#,
+        )
+        .await;
+
+        let es = env
+            .wait_condition("app", "db", "True", Duration::from_secs(20))
+            .await;
+        assert_eq!(ready_reason(&es).0, "SecretSynced");
+        let status = es.status.clone().expect("status");
+        assert!(status.refresh_time.is_some());
+        let secret = env
+            .get_secret("app", "db-credentials")
+            .await
+            .expect("Secret written");
+        assert_eq!(status.synced_resource_version, secret.resource_version());
+        assert_eq!(
+            secret
+                .labels()
+                .get("sigil.dev/managed-by")
+                .map(String::as_str),
+            Some("external-secret")
+        );
+        assert_eq!(
+            secret
+                .annotations()
+                .get("sigil.dev/external-secret")
+                .map(String::as_str),
+            Some("db")
+        );
+        let hmac = secret
+            .annotations()
+            .get("sigil.dev/data-hmac")
+            .expect("fingerprint")
+            .clone();
+        assert_eq!(hmac.len(), 64);
+        assert_eq!(secret.owner_references()[0].uid, es.uid().expect("uid"));
+        let data = env
+            .secret_data("app", "db-credentials")
+            .await
+            .expect("data");
+        assert_eq!(data.get("password").map(String::as_str), Some("pw-1"));
+        assert_eq!(data.get("host").map(String::as_str), Some("db.internal"));
+        assert_eq!(data.get("port").map(String::as_str), Some("5432"));
+        assert_eq!(data.len(), 3);
+
+        let rotated_at = Instant::now();
+        moto::put(&aws, "prod/db", r#"{"user":"app","password":"pw-2"}"#).await;
+        wait_for("the rotated password", Duration::from_secs(10), || async {
+            let data = env.secret_data("app", "db-credentials").await?;
+            (data.get("password").map(String::as_str) == Some("pw-2")).then_some(())
+        })
+        .await;
+        let took = rotated_at.elapsed();
+        eprintln!("rotation reached the Secret after {took:?} (refreshInterval 2s)");
+        assert!(
+            took < Duration::from_secs(5),
+            "within the next refresh, took {took:?}"
+        );
+        let rotated = env
+            .get_secret("app", "db-credentials")
+            .await
+            .expect("Secret");
+        assert_ne!(
+            rotated.annotations().get("sigil.dev/data-hmac"),
+            Some(&hmac)
+        );
+    }
+}

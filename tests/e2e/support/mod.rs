@@ -2,6 +2,7 @@
 
 pub mod counting_proxy;
 pub mod dev;
+pub mod external;
 pub mod moto;
 pub mod rvault;
 pub mod sealed;
