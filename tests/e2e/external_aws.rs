@@ -374,4 +374,165 @@ spec:
             Some(&hmac)
         );
     }
+
+    fn external_secret(namespace: &str, name: &str, interval: &str, key: &str) -> String {
+        format!(
+            r#"
+apiVersion: sigil.dev/v1alpha1
+kind: ExternalSecret
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  refreshInterval: {interval}
+  secretStoreRef: {{name: aws, kind: ClusterSecretStore}}
+  data:
+    - secretKey: value
+      remoteRef: {{key: {key}}}
+"#
+        )
+    }
+
+    #[tokio::test]
+    async fn cluster_store_conditions_refuse_other_namespaces_and_write_nothing() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "shared/token", "t0k3n", &[]).await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        env.namespace("other", &[]).await;
+        cluster_store(
+            &env,
+            "aws",
+            &moto.endpoint,
+            "  conditions:\n    - namespaces: [app]\n    - namespaceSelector: {matchLabels: {sigil.dev/secrets: allowed}}",
+        )
+        .await;
+        env.apply::<ExternalSecret>(&external_secret("app", "token", "1h", "shared/token"))
+            .await;
+        env.apply::<ExternalSecret>(&external_secret("other", "token", "1h", "shared/token"))
+            .await;
+
+        env.wait_condition("app", "token", "True", Duration::from_secs(20))
+            .await;
+        let refused = env
+            .wait_condition("other", "token", "False", Duration::from_secs(20))
+            .await;
+        let (reason, message) = ready_reason(&refused);
+        assert_eq!(reason, "StoreNotAllowed");
+        assert!(message.contains("other"), "{message}");
+        assert!(
+            env.get_secret("other", "token").await.is_none(),
+            "nothing written"
+        );
+
+        // Labelling the namespace admits it through the namespaceSelector.
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(env.client.clone());
+        namespaces
+            .patch(
+                "other",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"metadata": {"labels": {"sigil.dev/secrets": "allowed"}}}),
+                ),
+            )
+            .await
+            .expect("label namespace");
+        env.wait_condition("other", "token", "True", Duration::from_secs(20))
+            .await;
+        let data = env
+            .secret_data("other", "token")
+            .await
+            .expect("written once allowed");
+        assert_eq!(data["value"], "t0k3n");
+    }
+
+    #[tokio::test]
+    async fn thousand_external_secrets_over_hundred_secrets_batch_and_deduplicate() {
+        use futures::StreamExt;
+        const SECRETS: usize = 100;
+        const EXTERNAL_SECRETS: usize = 1_000;
+        const INTERVAL: Duration = Duration::from_secs(10);
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        for i in 0..SECRETS {
+            moto::create(&aws, &format!("fleet/s{i:03}"), &format!("value-{i}"), &[]).await;
+        }
+        let proxy = crate::support::counting_proxy::CountingProxy::start(&moto.endpoint).await;
+        let env = external::start(|_| {}).await;
+        env.namespace("fleet", &[]).await;
+        cluster_store(&env, "aws", &proxy.endpoint, "").await;
+
+        let started = Instant::now();
+        let creations = (0..EXTERNAL_SECRETS).map(|i| {
+            let env = &env;
+            async move {
+                env.apply::<ExternalSecret>(&external_secret(
+                    "fleet",
+                    &format!("es-{i:04}"),
+                    "10s",
+                    &format!("fleet/s{:03}", i % SECRETS),
+                ))
+                .await;
+            }
+        });
+        futures::stream::iter(creations)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+        let created = started.elapsed();
+        let api: kube::Api<ExternalSecret> = kube::Api::namespaced(env.client.clone(), "fleet");
+        wait_for(
+            "1,000 ExternalSecrets Ready",
+            Duration::from_secs(120),
+            || async {
+                let list = api.list(&Default::default()).await.ok()?;
+                let ready = list
+                    .items
+                    .iter()
+                    .filter(|es| ready_reason(es).0 == "SecretSynced")
+                    .count();
+                (ready == EXTERNAL_SECRETS).then_some(())
+            },
+        )
+        .await;
+        let materialized = started.elapsed();
+        let initial_batches = proxy.count("BatchGetSecretValue");
+        let secret = env.secret_data("fleet", "es-0123").await.expect("Secret");
+        assert_eq!(secret["value"], "value-23");
+
+        // Steady state: count requests over three refresh intervals.
+        let window_start = Instant::now();
+        let before = proxy.count("BatchGetSecretValue");
+        tokio::time::sleep(INTERVAL * 3).await;
+        let batches = proxy.count("BatchGetSecretValue") - before;
+        let singles = proxy.count("GetSecretValue");
+        let times: Vec<Instant> = proxy
+            .batch_times()
+            .into_iter()
+            .filter(|t| *t >= window_start)
+            .collect();
+        // A round is a burst of requests; rounds are an interval apart.
+        let mut rounds: Vec<usize> = Vec::new();
+        let mut last: Option<Instant> = None;
+        for t in &times {
+            match last {
+                Some(previous) if t.duration_since(previous) < Duration::from_secs(3) => {
+                    *rounds.last_mut().expect("a round") += 1;
+                }
+                _ => rounds.push(1),
+            }
+            last = Some(*t);
+        }
+        eprintln!(
+            "1,000 ExternalSecrets over 100 AWS secrets: created in {created:?}, all Ready after {materialized:?} \
+             with {initial_batches} BatchGetSecretValue calls; steady state over 3 intervals: {batches} calls \
+             in rounds {rounds:?}; GetSecretValue calls: {singles}"
+        );
+        assert!(rounds.len() >= 2, "refreshes happened: {rounds:?}");
+        assert!(
+            rounds.iter().all(|calls| *calls <= 5),
+            "at most 5 calls per round: {rounds:?}"
+        );
+        assert!(batches <= 5 * 4, "{batches} calls in 3 intervals");
+        assert_eq!(singles, 0, "no single reads");
+    }
 }

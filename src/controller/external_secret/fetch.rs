@@ -150,23 +150,10 @@ pub struct Needs {
     pub fresh_after: Instant,
 }
 
-/// The values a round read for one store, and when the oldest was read.
+/// The values a round read for one store.
 pub struct StoreValues {
     pub fetched: FetchedValues,
     pub found: FoundValues,
-    read_at: HashMap<RemoteKey, Instant>,
-    found_at: HashMap<FindQuery, Instant>,
-}
-
-impl StoreValues {
-    /// When the oldest value an ExternalSecret uses was read (its refresh anchor).
-    pub fn oldest_read(&self, keys: &[RemoteKey], finds: &[FindQuery]) -> Option<Instant> {
-        keys.iter()
-            .filter_map(|k| self.read_at.get(k))
-            .chain(finds.iter().filter_map(|f| self.found_at.get(f)))
-            .min()
-            .copied()
-    }
 }
 
 /// Reads what `needs` ask for (plus `read_ahead`) from one store.
@@ -182,8 +169,6 @@ pub async fn read_store(
     let mut values = StoreValues {
         fetched: FetchedValues::new(),
         found: FoundValues::new(),
-        read_at: HashMap::new(),
-        found_at: HashMap::new(),
     };
     let mut to_read: Vec<RemoteKey> = Vec::new();
     let mut queued: HashSet<RemoteKey> = HashSet::new();
@@ -196,9 +181,8 @@ pub async fn read_store(
                 continue;
             }
             match cache.value(store, key, need.fresh_after) {
-                Some((at, result)) => {
+                Some((_, result)) => {
                     values.fetched.insert(key.clone(), result);
-                    values.read_at.insert(key.clone(), at);
                 }
                 None => {
                     queued.insert(key.clone());
@@ -211,9 +195,8 @@ pub async fn read_store(
                 continue;
             }
             match cache.found(store, query, need.fresh_after) {
-                Some((at, result)) => {
+                Some((_, result)) => {
                     values.found.insert(query.clone(), result);
-                    values.found_at.insert(query.clone(), at);
                 }
                 None => {
                     find_queued.insert(query.clone());
@@ -253,7 +236,6 @@ pub async fn read_store(
         }
     }
     for (key, result) in answers.into_iter().flatten() {
-        values.read_at.insert(key.clone(), now);
         values.fetched.insert(key, result);
     }
 
@@ -263,7 +245,6 @@ pub async fn read_store(
         if let Ok(mut shared) = cache.finds.lock() {
             shared.insert((store.clone(), query.clone()), (now, result.clone()));
         }
-        values.found_at.insert(query.clone(), now);
         values.found.insert(query, result);
     }
     values
@@ -370,7 +351,7 @@ mod tests {
             1,
             "served from the round"
         );
-        assert!(later.oldest_read(&ahead[0].keys, &[]).is_some());
+        assert_eq!(later.fetched.len(), 2);
         cache.expire(Instant::now() + Duration::from_secs(1));
         assert!(cache.is_empty());
     }

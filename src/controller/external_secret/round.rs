@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use rand::Rng;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
@@ -63,6 +64,8 @@ pub struct Shared {
     pub secrets: Store<Secret>,
     pub fast_permits: Semaphore,
     pub periodic_permits: Semaphore,
+    /// The reference point of every store's refresh clock.
+    pub origin: Instant,
     /// resourceVersion of each Secret whose data we last saw equal to our fingerprint.
     verified: Mutex<HashMap<(String, String), String>>,
     failures: Mutex<HashMap<EsKey, u32>>,
@@ -99,6 +102,7 @@ impl Shared {
             secrets,
             fast_permits: Semaphore::new(concurrency.max(1)),
             periodic_permits: Semaphore::new(concurrency.max(1)),
+            origin: Instant::now(),
             verified: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             recheck: Mutex::new(HashSet::new()),
@@ -181,16 +185,50 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
     capped.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 
-/// The next periodic refresh: one interval after the oldest value used was
-/// read, minus a random part of the jitter window.
-fn next_refresh(interval: Duration, anchor: Instant) -> Option<Instant> {
+/// The next periodic refresh. ExternalSecrets of one store with the same
+/// interval share a clock: their refreshes fall on the ticks
+/// `origin + phase + k·interval`, so each tick is one round reading every
+/// distinct secret of the store once. The phase is a fixed offset per store
+/// and interval, which spreads (jitters) the rounds of different stores.
+pub fn next_tick(
+    origin: Instant,
+    store: &StoreKey,
+    interval: Duration,
+    now: Instant,
+) -> Option<Instant> {
     if interval.is_zero() {
         return None;
     }
-    let window = jitter_window(interval);
-    let jitter = window.mul_f64(rand::thread_rng().gen_range(0.0..=1.0));
-    let at = anchor + interval - jitter;
-    Some(at.max(Instant::now() + Duration::from_millis(100)))
+    let digest = Sha256::new()
+        .chain_update(store.to_string().as_bytes())
+        .chain_update(interval.as_nanos().to_be_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    let fraction = u64::from_be_bytes(first) as f64 / u64::MAX as f64;
+    let start = origin + interval.mul_f64(fraction);
+    if now < start {
+        return Some(start);
+    }
+    let periods = (now - start).as_nanos() / interval.as_nanos() + 1;
+    let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+    Some(start + interval * periods)
+}
+
+/// How old a value a new or changed ExternalSecret accepts from the round's cache.
+fn reuse_window(lane: Lane, interval: Duration) -> Duration {
+    const FAST_REUSE: Duration = Duration::from_secs(5);
+    match lane {
+        Lane::Periodic => jitter_window(interval),
+        Lane::Fast => {
+            let cap = if interval.is_zero() {
+                FAST_REUSE
+            } else {
+                interval
+            };
+            jitter_window(interval).max(FAST_REUSE.min(cap))
+        }
+    }
 }
 
 /// Runs one round; every piece of work ends in one [`Finished`] on `done`.
@@ -361,7 +399,8 @@ async fn run_store(
             let fresh_after = if item.work.force_fresh {
                 now
             } else {
-                window_start(now, item.interval)
+                now.checked_sub(reuse_window(item.work.lane, item.interval))
+                    .unwrap_or(now)
             };
             needs_of(&item.es, fresh_after)
         })
@@ -414,17 +453,18 @@ async fn run_store(
         shared.mark_recheck(&key);
     }
 
-    let syncs = items.into_iter().zip(needs).map(|(item, need)| {
+    let syncs = items.into_iter().map(|item| {
         let shared = shared.clone();
         let done = done.clone();
         let values = &values;
+        let key = &key;
         async move {
             let permits = match item.work.lane {
                 Lane::Fast => &shared.fast_permits,
                 Lane::Periodic => &shared.periodic_permits,
             };
             let _permit = permits.acquire().await;
-            let (verdict, next) = sync(&shared, &item, values, &need).await;
+            let (verdict, next) = sync(&shared, &item, values, key).await;
             finish(&shared, &item, &verdict, next, &done).await;
         }
     });
@@ -455,14 +495,11 @@ async fn sync(
     shared: &Shared,
     item: &Item,
     values: &StoreValues,
-    need: &Needs,
+    store: &StoreKey,
 ) -> (Verdict, Option<Instant>) {
     let es = &item.es;
     let key = &item.work.key;
-    let anchor = values
-        .oldest_read(&need.keys, &need.finds)
-        .unwrap_or_else(Instant::now);
-    let periodic = next_refresh(item.interval, anchor);
+    let periodic = next_tick(shared.origin, store, item.interval, Instant::now());
     let retry = |shared: &Shared| {
         let failures = shared.failed(key);
         Some(Instant::now() + backoff(failures, item.interval))
@@ -580,14 +617,14 @@ async fn decide_and_write(
             .reloader
             .secret_changed(&namespace, &name, fingerprint);
     }
-    let (written, message) = if live.is_none() {
+    let written = if live.is_none() {
         (Written::Created, format!("Secret {name} created"))
     } else if previous.as_deref() == Some(fingerprint) {
         (Written::Updated, format!("Secret {name} repaired"))
     } else {
         (Written::Updated, format!("Secret {name} updated"))
     };
-    let mut verdict = Verdict::ready(status::SECRET_SYNCED, message);
+    let mut verdict = Verdict::ready(status::SECRET_SYNCED, format!("Secret {name} is in sync"));
     verdict.synced_resource_version = rv;
     verdict.written = Some(written);
     Ok(verdict)
@@ -610,7 +647,7 @@ async fn remove(shared: &Shared, es: &ExternalSecret, why: &str) -> Result<Verdi
         Ownership::Foreign(message) => Err(Verdict::failed(status::SECRET_CONFLICT, message)),
         Ownership::Absent => Ok(Verdict::ready(
             status::SECRET_DELETED,
-            format!("{why}; no Secret {name} (deletionPolicy: Delete)"),
+            format!("{why}; Secret {name} deleted (deletionPolicy: Delete)"),
         )),
         Ownership::Ours => {
             let namespace = es.namespace().unwrap_or_default();
@@ -628,11 +665,14 @@ async fn remove(shared: &Shared, es: &ExternalSecret, why: &str) -> Result<Verdi
             };
             match outcome {
                 Ok(()) => {
-                    let mut verdict = Verdict::ready(
-                        status::SECRET_DELETED,
-                        format!("{why}; removed from Secret {name} (deletionPolicy: Delete)"),
-                    );
-                    verdict.written = Some(Written::Deleted);
+                    let message = match policy {
+                        CreationPolicy::Merge => format!(
+                            "{why}; our keys removed from Secret {name} (deletionPolicy: Delete)"
+                        ),
+                        _ => format!("{why}; Secret {name} deleted (deletionPolicy: Delete)"),
+                    };
+                    let mut verdict = Verdict::ready(status::SECRET_DELETED, message.clone());
+                    verdict.written = Some((Written::Deleted, message));
                     Ok(verdict)
                 }
                 Err(error) => Err(kube_failure(&format!("deleting Secret {name}"), &error)),
@@ -660,18 +700,46 @@ mod tests {
     }
 
     #[test]
-    fn next_refresh_lands_inside_the_window_before_one_interval() {
-        let anchor = Instant::now();
-        for _ in 0..100 {
-            let at = next_refresh(Duration::from_secs(10), anchor).expect("periodic");
-            assert!(
-                at >= anchor + Duration::from_secs(9) && at <= anchor + Duration::from_secs(10)
-            );
+    fn refreshes_of_a_store_fall_on_one_clock_with_a_phase_per_store() {
+        let origin = Instant::now();
+        let ten = Duration::from_secs(10);
+        let aws = StoreKey::cluster("aws");
+        let first = next_tick(origin, &aws, ten, origin).expect("periodic");
+        assert!(first >= origin && first < origin + ten);
+        // Whenever an ExternalSecret finishes, it lands on the same ticks.
+        for offset_ms in [1, 2_500, 7_300, 9_999] {
+            let now = first + Duration::from_millis(offset_ms);
+            assert_eq!(next_tick(origin, &aws, ten, now), Some(first + ten));
         }
         assert_eq!(
-            next_refresh(Duration::ZERO, anchor),
+            next_tick(origin, &aws, ten, first),
+            Some(first + ten),
+            "strictly after now"
+        );
+        let other = next_tick(origin, &StoreKey::cluster("vault"), ten, origin).expect("periodic");
+        assert_ne!(first, other, "stores are spread");
+        assert_eq!(
+            next_tick(origin, &aws, Duration::ZERO, origin),
             None,
             "interval 0: only on change"
+        );
+    }
+
+    #[test]
+    fn new_objects_may_reuse_values_a_little_older() {
+        let two = Duration::from_secs(2);
+        assert_eq!(
+            reuse_window(Lane::Periodic, two),
+            Duration::from_millis(200)
+        );
+        assert_eq!(reuse_window(Lane::Fast, two), two);
+        assert_eq!(
+            reuse_window(Lane::Fast, Duration::from_secs(3600)),
+            MAX_WINDOW
+        );
+        assert_eq!(
+            reuse_window(Lane::Fast, Duration::ZERO),
+            Duration::from_secs(5)
         );
     }
 

@@ -48,7 +48,8 @@ pub struct Verdict {
     pub refreshed: bool,
     /// resourceVersion of the Secret as it now is.
     pub synced_resource_version: Option<String>,
-    pub written: Option<Written>,
+    /// The Secret was written; the note of its Event.
+    pub written: Option<(Written, String)>,
 }
 
 impl Verdict {
@@ -126,8 +127,8 @@ pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, inte
             tracing::warn!(externalsecret = %format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()), %error, "cannot write status");
         }
     }
-    let event = match (verdict.written, condition_changed, verdict.ready) {
-        (Some(written), _, _) => Some(Event {
+    let event = match (&verdict.written, condition_changed, verdict.ready) {
+        (Some((written, note)), _, _) => Some(Event {
             type_: EventType::Normal,
             reason: match written {
                 Written::Created => "Created",
@@ -135,7 +136,7 @@ pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, inte
                 Written::Deleted => "Deleted",
             }
             .to_string(),
-            note: Some(verdict.message.clone()),
+            note: Some(note.clone()),
             action: "SyncSecret".to_string(),
             secondary: None,
         }),

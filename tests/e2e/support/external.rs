@@ -21,7 +21,8 @@ pub const CONTROLLER_NAMESPACE: &str = "sigil-system";
 
 /// A cluster with the controller running; both stop when dropped.
 pub struct Env {
-    pub cluster: Cluster,
+    /// The API server; kept alive for the test.
+    pub _cluster: Cluster,
     pub client: kube::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -63,7 +64,7 @@ pub async fn start(tune: impl FnOnce(&mut Options)) -> Env {
         }
     });
     Env {
-        cluster,
+        _cluster: cluster,
         client,
         stop: Some(stop),
         task,
