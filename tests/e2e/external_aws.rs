@@ -535,4 +535,423 @@ spec:
         assert!(batches <= 5 * 4, "{batches} calls in 3 intervals");
         assert_eq!(singles, 0, "no single reads");
     }
+
+    /// Applies an ExternalSecret in `app` reading from the ClusterSecretStore `aws`.
+    async fn es(env: &Env, name: &str, spec: &str) -> ExternalSecret {
+        env.apply::<ExternalSecret>(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  secretStoreRef: {{name: aws, kind: ClusterSecretStore}}\n{spec}"
+        ))
+        .await
+    }
+
+    async fn env_with_store(moto: &Moto, endpoint: &str) -> Env {
+        let _ = moto;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        cluster_store(&env, "aws", endpoint, "").await;
+        env
+    }
+
+    #[tokio::test]
+    async fn outage_keeps_the_last_secret_and_recovers() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "svc/key", "k-1", &[]).await;
+        let proxy = crate::support::counting_proxy::CountingProxy::start(&moto.endpoint).await;
+        let env = env_with_store(&moto, &proxy.endpoint).await;
+        es(&env, "svc", "  refreshInterval: 1s\n  data:\n    - secretKey: key\n      remoteRef: {key: svc/key}\n").await;
+        env.wait_condition("app", "svc", "True", Duration::from_secs(20))
+            .await;
+        let before = env.get_secret("app", "svc").await.expect("Secret");
+
+        proxy.set_down(true);
+        let failed = env
+            .wait_condition("app", "svc", "False", Duration::from_secs(30))
+            .await;
+        let (reason, message) = ready_reason(&failed);
+        assert_eq!(reason, "SecretSyncError");
+        assert!(!message.contains("k-1"), "{message}");
+        let during = env.get_secret("app", "svc").await.expect("Secret kept");
+        assert_eq!(during.data, before.data, "last good values kept");
+        assert_eq!(
+            during.resource_version(),
+            before.resource_version(),
+            "not rewritten"
+        );
+
+        proxy.set_down(false);
+        env.wait_condition("app", "svc", "True", Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            env.secret_data("app", "svc").await.expect("Secret")["key"],
+            "k-1"
+        );
+    }
+
+    #[tokio::test]
+    async fn manual_refresh_works_with_interval_zero() {
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        moto::create(&aws, "manual/key", "m-1", &[]).await;
+        let env = env_with_store(&moto, &moto.endpoint).await;
+        es(&env, "manual", "  refreshInterval: \"0\"\n  data:\n    - secretKey: key\n      remoteRef: {key: manual/key}\n").await;
+        env.wait_condition("app", "manual", "True", Duration::from_secs(20))
+            .await;
+        moto::put(&aws, "manual/key", "m-2").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            env.secret_data("app", "manual").await.expect("Secret")["key"],
+            "m-1",
+            "no periodic refresh"
+        );
+
+        let api: kube::Api<ExternalSecret> = kube::Api::namespaced(env.client.clone(), "app");
+        api.patch(
+            "manual",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "sigil.dev/refresh-requested-at": jiff::Timestamp::now().to_string()
+            }}})),
+        )
+        .await
+        .expect("annotate");
+        wait_for("the manual refresh", Duration::from_secs(10), || async {
+            let data = env.secret_data("app", "manual").await?;
+            (data["key"] == "m-2").then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn creation_policies_never_adopt_and_merge_keeps_other_keys() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "p/key", "v-1", &[]).await;
+        let env = env_with_store(&moto, &moto.endpoint).await;
+        env.secret("app", "taken", &[("theirs", "x")]).await;
+        env.secret("app", "shared", &[("keep", "k")]).await;
+        let data = "  data:\n    - secretKey: value\n      remoteRef: {key: p/key}\n";
+
+        es(&env, "owner", &format!("  target: {{name: taken}}\n{data}")).await;
+        let refused = env
+            .wait_condition("app", "owner", "False", Duration::from_secs(20))
+            .await;
+        assert_eq!(ready_reason(&refused).0, "SecretConflict");
+        let taken = env.get_secret("app", "taken").await.expect("still there");
+        assert!(
+            !taken
+                .annotations()
+                .contains_key("sigil.dev/external-secret"),
+            "not adopted"
+        );
+        assert_eq!(
+            env.secret_data("app", "taken").await.expect("data").len(),
+            1
+        );
+
+        es(
+            &env,
+            "merge",
+            &format!("  target: {{name: shared, creationPolicy: Merge}}\n{data}"),
+        )
+        .await;
+        env.wait_condition("app", "merge", "True", Duration::from_secs(20))
+            .await;
+        let merged = env.secret_data("app", "shared").await.expect("data");
+        assert_eq!(merged.get("keep").map(String::as_str), Some("k"));
+        assert_eq!(merged.get("value").map(String::as_str), Some("v-1"));
+        assert!(
+            env.get_secret("app", "shared")
+                .await
+                .expect("Secret")
+                .owner_references()
+                .is_empty()
+        );
+
+        es(
+            &env,
+            "merge-missing",
+            &format!("  target: {{name: nowhere, creationPolicy: Merge}}\n{data}"),
+        )
+        .await;
+        let missing = env
+            .wait_condition("app", "merge-missing", "False", Duration::from_secs(20))
+            .await;
+        assert!(
+            ready_reason(&missing).1.contains("does not exist"),
+            "{:?}",
+            ready_reason(&missing)
+        );
+        assert!(env.get_secret("app", "nowhere").await.is_none());
+
+        es(
+            &env,
+            "orphan",
+            &format!("  target: {{creationPolicy: Orphan}}\n{data}"),
+        )
+        .await;
+        env.wait_condition("app", "orphan", "True", Duration::from_secs(20))
+            .await;
+        let orphan = env.get_secret("app", "orphan").await.expect("Secret");
+        assert!(orphan.owner_references().is_empty());
+
+        // A second ExternalSecret cannot take over a Secret the first one manages.
+        es(
+            &env,
+            "thief",
+            &format!("  target: {{name: orphan, creationPolicy: Merge}}\n{data}"),
+        )
+        .await;
+        let thief = env
+            .wait_condition("app", "thief", "False", Duration::from_secs(20))
+            .await;
+        assert_eq!(ready_reason(&thief).0, "SecretConflict");
+    }
+
+    #[tokio::test]
+    async fn deletion_policy_deletes_or_retains_when_the_remote_secret_is_gone() {
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        moto::create(&aws, "gone/a", "a", &[]).await;
+        moto::create(&aws, "gone/b", "b", &[]).await;
+        let env = env_with_store(&moto, &moto.endpoint).await;
+        es(&env, "deleted", "  refreshInterval: 1s\n  target: {deletionPolicy: Delete}\n  data:\n    - secretKey: v\n      remoteRef: {key: gone/a}\n").await;
+        es(
+            &env,
+            "retained",
+            "  refreshInterval: 1s\n  data:\n    - secretKey: v\n      remoteRef: {key: gone/b}\n",
+        )
+        .await;
+        env.wait_condition("app", "deleted", "True", Duration::from_secs(20))
+            .await;
+        env.wait_condition("app", "retained", "True", Duration::from_secs(20))
+            .await;
+        for name in ["gone/a", "gone/b"] {
+            aws.delete_secret()
+                .secret_id(name)
+                .force_delete_without_recovery(true)
+                .send()
+                .await
+                .expect("delete remote secret");
+        }
+        wait_for("the Secret deleted", Duration::from_secs(20), || async {
+            env.get_secret("app", "deleted")
+                .await
+                .is_none()
+                .then_some(())
+        })
+        .await;
+        let deleted = env.external_secret("app", "deleted").await;
+        assert_eq!(ready_reason(&deleted).0, "SecretDeleted");
+        let retained = env
+            .wait_condition("app", "retained", "False", Duration::from_secs(20))
+            .await;
+        assert!(
+            ready_reason(&retained).1.contains("Retain"),
+            "{:?}",
+            ready_reason(&retained)
+        );
+        assert_eq!(
+            env.secret_data("app", "retained").await.expect("kept")["v"],
+            "b"
+        );
+    }
+
+    #[tokio::test]
+    async fn find_by_tags_and_name_with_a_template() {
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        moto::create(&aws, "team/db-user", "app", &[("team", "a")]).await;
+        moto::create(&aws, "team/db-password", "s3cr3t", &[("team", "a")]).await;
+        moto::create(&aws, "team/other", "x", &[("team", "b")]).await;
+        let env = env_with_store(&moto, &moto.endpoint).await;
+        es(
+            &env,
+            "found",
+            r#"  dataFrom:
+    - find: {tags: {team: a}}
+  target:
+    template:
+      type: kubernetes.io/basic-auth
+      metadata: {labels: {app.kubernetes.io/part-of: shop}}
+      data:
+        username: "{{ index . \"team_db-user\" }}"
+        password: "{{ index . \"team_db-password\" }}"
+        url: "postgres://{{ index . \"team_db-user\" | upper }}@db"
+"#,
+        )
+        .await;
+        es(
+            &env,
+            "by-name",
+            "  dataFrom:\n    - find: {name: {regexp: \"^team/db-\"}}\n",
+        )
+        .await;
+        env.wait_condition("app", "found", "True", Duration::from_secs(20))
+            .await;
+        let secret = env.get_secret("app", "found").await.expect("Secret");
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(
+            secret
+                .labels()
+                .get("app.kubernetes.io/part-of")
+                .map(String::as_str),
+            Some("shop")
+        );
+        let data = env.secret_data("app", "found").await.expect("data");
+        assert_eq!(
+            data,
+            [
+                ("password", "s3cr3t"),
+                ("url", "postgres://APP@db"),
+                ("username", "app")
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        );
+        env.wait_condition("app", "by-name", "True", Duration::from_secs(20))
+            .await;
+        let keys: Vec<String> = env
+            .secret_data("app", "by-name")
+            .await
+            .expect("data")
+            .into_keys()
+            .collect();
+        assert_eq!(keys, ["team_db-password", "team_db-user"]);
+
+        es(&env, "bad-template", "  data:\n    - secretKey: a\n      remoteRef: {key: team/other}\n  target:\n    template:\n      data:\n        x: \"{{ .missing }}\"\n").await;
+        let bad = env
+            .wait_condition("app", "bad-template", "False", Duration::from_secs(20))
+            .await;
+        let (reason, message) = ready_reason(&bad);
+        assert_eq!(reason, "InvalidSpec");
+        assert!(
+            message.contains("missing") && !message.contains("s3cr3t"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn drift_is_repaired_from_the_backend() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "drift/key", "d-1", &[]).await;
+        let env = env_with_store(&moto, &moto.endpoint).await;
+        es(
+            &env,
+            "drift",
+            "  data:\n    - secretKey: key\n      remoteRef: {key: drift/key}\n",
+        )
+        .await;
+        env.wait_condition("app", "drift", "True", Duration::from_secs(20))
+            .await;
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(env.client.clone(), "app");
+        secrets
+            .patch(
+                "drift",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"data": {"key": "ZWRpdGVk"}})),
+            )
+            .await
+            .expect("edit Secret");
+        wait_for("the edit repaired", Duration::from_secs(10), || async {
+            let data = env.secret_data("app", "drift").await?;
+            (data["key"] == "d-1").then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn rotation_restarts_opted_in_workloads_once_and_never_on_first_sync_or_restart() {
+        use k8s_openapi::api::apps::v1::Deployment;
+        let moto = Moto::start().await;
+        let aws = moto.client().await;
+        moto::create(&aws, "rl/a", "a-1", &[]).await;
+        moto::create(&aws, "rl/b", "b-1", &[]).await;
+        // Rotations up to 3s apart count as one change.
+        let mut env = external::start(|o| o.reload_debounce = Duration::from_secs(3)).await;
+        env.namespace("app", &[]).await;
+        cluster_store(&env, "aws", &moto.endpoint, "").await;
+        let deployment = |name: &str, opt_in: bool| {
+            format!(
+                r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: app
+  annotations: {{sigil.dev/reload: "{opt_in}"}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+        - name: app
+          image: example/app:1
+          env:
+            - name: A
+              valueFrom: {{secretKeyRef: {{name: secret-a, key: v}}}}
+          envFrom:
+            - secretRef: {{name: unrelated}}
+      volumes:
+        - name: b
+          projected:
+            sources:
+              - secret: {{name: secret-b}}
+"#
+            )
+        };
+        env.apply::<Deployment>(&deployment("web", true)).await;
+        env.apply::<Deployment>(&deployment("batch", false)).await;
+        for (name, key) in [("secret-a", "rl/a"), ("secret-b", "rl/b")] {
+            es(&env, name, &format!("  refreshInterval: 1s\n  data:\n    - secretKey: v\n      remoteRef: {{key: {key}}}\n")).await;
+        }
+        env.wait_condition("app", "secret-a", "True", Duration::from_secs(20))
+            .await;
+        env.wait_condition("app", "secret-b", "True", Duration::from_secs(20))
+            .await;
+        let deployments: kube::Api<Deployment> = kube::Api::namespaced(env.client.clone(), "app");
+        let restarted = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get("sigil.dev/secrets-hmac").cloned())
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let web = deployments.get("web").await.expect("web");
+        assert_eq!(restarted(&web), None, "first sync restarts nothing");
+        let generation = web.metadata.generation;
+
+        env.restart_controller().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let web = deployments.get("web").await.expect("web");
+        assert_eq!(
+            restarted(&web),
+            None,
+            "a controller restart restarts nothing"
+        );
+
+        moto::put(&aws, "rl/a", "a-2").await;
+        moto::put(&aws, "rl/b", "b-2").await;
+        let web = wait_for("web restarted", Duration::from_secs(20), || async {
+            let web = deployments.get("web").await.ok()?;
+            restarted(&web).map(|_| web)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let settled = deployments.get("web").await.expect("web");
+        assert_eq!(restarted(&settled), restarted(&web));
+        assert_eq!(
+            settled.metadata.generation,
+            generation.map(|g| g + 1),
+            "both Secrets rotating together restart once"
+        );
+        let batch = deployments.get("batch").await.expect("batch");
+        assert_eq!(restarted(&batch), None, "not opted in");
+        assert_eq!(
+            env.secret_data("app", "secret-b").await.expect("b")["v"],
+            "b-2"
+        );
+    }
 }

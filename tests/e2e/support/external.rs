@@ -19,22 +19,53 @@ use super::dev::{self, Cluster};
 /// The controller's namespace in these tests.
 pub const CONTROLLER_NAMESPACE: &str = "sigil-system";
 
-/// A cluster with the controller running; both stop when dropped.
-pub struct Env {
-    /// The API server; kept alive for the test.
-    pub _cluster: Cluster,
-    pub client: kube::Client,
+/// The controller running in-process; stopped when dropped.
+struct Controller {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Env {
+impl Controller {
+    fn start(client: kube::Client, options: Options) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) = sigil::controller::run(client, options, shutdown).await {
+                panic!("controller failed: {error}");
+            }
+        });
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+impl Drop for Controller {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         self.task.abort();
     }
+}
+
+/// A cluster with the controller running; both stop when dropped.
+pub struct Env {
+    /// The API server; kept alive for the test.
+    pub _cluster: Cluster,
+    pub client: kube::Client,
+    options: Options,
+    controller: Option<Controller>,
 }
 
 /// Starts the API server and the controller, with `tune` adjusting its options.
@@ -53,21 +84,22 @@ pub async fn start(tune: impl FnOnce(&mut Options)) -> Env {
         ..Default::default()
     };
     tune(&mut options);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller_client = client.clone();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        if let Err(error) = sigil::controller::run(controller_client, options, shutdown).await {
-            panic!("controller failed: {error}");
-        }
-    });
+    let controller = Controller::start(client.clone(), options.clone());
     Env {
         _cluster: cluster,
         client,
-        stop: Some(stop),
-        task,
+        options,
+        controller: Some(controller),
+    }
+}
+
+impl Env {
+    /// Stops the controller and starts a new one (a restart or failover).
+    pub async fn restart_controller(&mut self) {
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await;
+        }
+        self.controller = Some(Controller::start(self.client.clone(), self.options.clone()));
     }
 }
 
