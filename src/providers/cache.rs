@@ -121,10 +121,14 @@ impl ClientCache {
                     .await
                     .map_err(|e| in_store(key, e))?,
             )),
-            (Material::Vault(login), _, Some(vault)) => Ok(Arc::new(
-                VaultKv::new(vault, login, self.calls.for_store(&label, "vault"))
-                    .map_err(|e| in_store(key, e))?,
-            )),
+            (Material::Vault(login), _, Some(vault)) => {
+                let kv = Arc::new(
+                    VaultKv::new(vault, login, self.calls.for_store(&label, "vault"))
+                        .map_err(|e| in_store(key, e))?,
+                );
+                super::vault::keep_alive(&kv);
+                Ok(kv)
+            }
             _ => Err(ProviderError::Config(format!(
                 "{key}: spec.provider: set exactly one of aws, vault"
             ))),

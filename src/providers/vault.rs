@@ -31,6 +31,28 @@ use crate::api::secret_store::{VaultKvVersion, VaultProvider};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const PARALLEL_READS: usize = 4;
 const MAX_LIST_DEPTH: usize = 16;
+/// How often the renewal task looks at a token it cannot renew.
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+
+/// Renews the client's token in the background at two thirds of its TTL, so
+/// a token stays valid between refreshes however far apart they are. Ends
+/// when the client is dropped (the cache replaced it).
+pub fn keep_alive(kv: &Arc<VaultKv>) {
+    let weak = Arc::downgrade(kv);
+    tokio::spawn(async move {
+        loop {
+            let wait = match weak.upgrade() {
+                Some(kv) => kv.until_renewal().await,
+                None => return,
+            };
+            tokio::time::sleep(wait.max(Duration::from_millis(200))).await;
+            match weak.upgrade() {
+                Some(kv) => kv.renew_if_due().await,
+                None => return,
+            }
+        }
+    });
+}
 
 /// Fetches a fresh ServiceAccount token for Kubernetes auth.
 pub type JwtSource =
@@ -347,10 +369,10 @@ impl VaultKv {
                 what,
             )
             .await;
-        let Ok(answer) = self.calls.observe(answer) else {
-            return false;
-        };
-        let Ok(auth) = parse_auth(&answer, what) else {
+        let auth = answer.and_then(|answer| parse_auth(&answer, what));
+        let Ok(auth) = self.calls.observe(auth) else {
+            // Not renewable after all (or no longer): log in again when due.
+            session.renewable = false;
             return false;
         };
         let ttl = Duration::from_secs(auth.lease_duration);
@@ -360,6 +382,29 @@ impl VaultKv {
         // Close to the token's max TTL, renewals shrink: log in again next time.
         session.renewals_exhausted = ttl < session.login_ttl / 3;
         true
+    }
+
+    /// How long until the token should be renewed; a while when it cannot be.
+    async fn until_renewal(&self) -> Duration {
+        let session = self.session.lock().await;
+        match (session.obtained, session.token.is_some()) {
+            (Some(obtained), true) if session.renewable && !session.ttl.is_zero() => {
+                (obtained + session.ttl * 2 / 3).saturating_duration_since(Instant::now())
+            }
+            _ => IDLE_RECHECK,
+        }
+    }
+
+    /// Renews the token if due and renewable; logging in is left to the next use.
+    async fn renew_if_due(&self) {
+        let mut session = self.session.lock().await;
+        if session.due(Instant::now())
+            && session.token.is_some()
+            && session.renewable
+            && !session.renewals_exhausted
+        {
+            self.renew(&mut session).await;
+        }
     }
 
     /// The current token, logging in or renewing first when due.

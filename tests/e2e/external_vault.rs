@@ -282,3 +282,258 @@ async fn kv_v2_logs_in_again_at_max_ttl_and_after_revocation() {
         .expect("read after revocation");
     assert_eq!(double.logins(), logins + 1);
 }
+
+// ---- The controller, in the embedded API server ----
+
+mod controller {
+    use std::time::Duration;
+
+    use sigil::api::{ExternalSecret, SecretStore};
+
+    use crate::support::counting_proxy::CountingProxy;
+    use crate::support::external::{self, Env, ready_reason, wait_for};
+    use crate::support::rvault::RustyVault;
+    use crate::support::vault_kv2::{Kv2Config, VaultKv2};
+
+    async fn store(env: &Env, name: &str, server: &str, version: &str, auth: &str) {
+        env.apply::<SecretStore>(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  provider:\n    vault:\n      server: {server}\n      path: secret\n      version: {version}\n      auth:\n{auth}"
+        ))
+        .await;
+    }
+
+    async fn es(env: &Env, name: &str, store: &str, spec: &str) {
+        env.apply::<ExternalSecret>(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  secretStoreRef: {{name: {store}}}\n{spec}"
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn approle_store_logs_in_once_per_token_lifetime_not_per_reconcile() {
+        let rv = RustyVault::start().await;
+        for i in 0..5 {
+            rv.put(
+                &format!("app/s{i}"),
+                serde_json::json!({"password": format!("pw-{i}")}),
+            )
+            .await;
+        }
+        let (role_id, secret_id) = rv.approle_at("approle", "sigil", "1h").await;
+        let (short_role, short_secret) = rv.approle_at("approle-short", "sigil", "3s").await;
+        let proxy = CountingProxy::start(&rv.address).await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        env.secret(
+            "app",
+            "approle",
+            &[("long", &secret_id), ("short", &short_secret)],
+        )
+        .await;
+        for (name, role, mount) in [
+            ("long", &role_id, "approle"),
+            ("short", &short_role, "approle-short"),
+        ] {
+            store(
+                &env,
+                name,
+                &proxy.endpoint,
+                "v1",
+                &format!("        appRole: {{path: {mount}, roleId: {role}, secretRef: {{name: approle, key: {name}}}}}\n"),
+            )
+            .await;
+        }
+        for i in 0..10 {
+            for store_name in ["long", "short"] {
+                es(
+                    &env,
+                    &format!("{store_name}-{i}"),
+                    store_name,
+                    &format!("  refreshInterval: 1s\n  data:\n    - secretKey: password\n      remoteRef: {{key: app/s{}, property: password}}\n", i % 5),
+                )
+                .await;
+            }
+        }
+        for i in 0..10 {
+            env.wait_condition("app", &format!("long-{i}"), "True", Duration::from_secs(30))
+                .await;
+            env.wait_condition(
+                "app",
+                &format!("short-{i}"),
+                "True",
+                Duration::from_secs(30),
+            )
+            .await;
+        }
+        let started = std::time::Instant::now();
+        let start_reads = proxy.count("GET /v1/secret/app/s0");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let reads = proxy.count("GET /v1/secret/app/s0") - start_reads;
+        let long_logins = proxy.count("POST /v1/auth/approle/login");
+        let short_logins = proxy.count("POST /v1/auth/approle-short/login");
+        let lifetime = started.elapsed();
+        eprintln!(
+            "Vault approle, 2 stores x 10 ExternalSecrets refreshing every 1s: 1h tokens {long_logins} login(s), \
+             3s tokens {short_logins} logins; {reads} reads of one path in the last {lifetime:?}"
+        );
+        assert!(
+            reads >= 10,
+            "both stores refreshed every second: {reads} reads"
+        );
+        assert_eq!(long_logins, 1, "one login for the whole token lifetime");
+        // 3s tokens are replaced at 2s (RustyVault cannot renew): about one login per 2s.
+        assert!(
+            (2..=10).contains(&short_logins),
+            "short-lived logins: {short_logins}"
+        );
+        assert_eq!(
+            env.secret_data("app", "long-3").await.expect("Secret")["password"],
+            "pw-3"
+        );
+    }
+
+    #[tokio::test]
+    async fn token_and_userpass_stores_materialize_kv_v1() {
+        let rv = RustyVault::start().await;
+        rv.put(
+            "app/db",
+            serde_json::json!({"user": "app", "password": "pw-1"}),
+        )
+        .await;
+        rv.userpass("alice", "alice-pw", "1h").await;
+        let token = rv.create_token("1h").await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        env.secret(
+            "app",
+            "vault-creds",
+            &[("token", &token), ("password", "alice-pw")],
+        )
+        .await;
+        store(
+            &env,
+            "by-token",
+            &rv.address,
+            "v1",
+            "        tokenSecretRef: {name: vault-creds, key: token}\n",
+        )
+        .await;
+        store(
+            &env,
+            "by-user",
+            &rv.address,
+            "v1",
+            "        userPass: {username: alice, secretRef: {name: vault-creds, key: password}}\n",
+        )
+        .await;
+        es(
+            &env,
+            "t",
+            "by-token",
+            "  dataFrom:\n    - extract: {key: app/db}\n",
+        )
+        .await;
+        es(&env, "u", "by-user", "  data:\n    - secretKey: pw\n      remoteRef: {key: secret/app/db, property: password}\n").await;
+        env.wait_condition("app", "t", "True", Duration::from_secs(20))
+            .await;
+        env.wait_condition("app", "u", "True", Duration::from_secs(20))
+            .await;
+        let extracted = env.secret_data("app", "t").await.expect("Secret");
+        assert_eq!(extracted["user"], "app");
+        assert_eq!(extracted["password"], "pw-1");
+        assert_eq!(
+            env.secret_data("app", "u").await.expect("Secret")["pw"],
+            "pw-1"
+        );
+        let stores: kube::Api<SecretStore> = kube::Api::namespaced(env.client.clone(), "app");
+        wait_for("store Ready", Duration::from_secs(20), || async {
+            let store = stores.get("by-user").await.ok()?;
+            let ready = store
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "True" && ready.reason == "Valid").then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn kv_v2_store_reads_versions_and_renews_its_token() {
+        let double = VaultKv2::start(Kv2Config {
+            token_ttl: Duration::from_secs(4),
+            ..Default::default()
+        })
+        .await;
+        double.put("app/api", serde_json::json!({"key": "k-1"}));
+        double.put("app/api", serde_json::json!({"key": "k-2"}));
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        env.secret("app", "approle", &[("secret-id", &double.config.secret_id)])
+            .await;
+        store(
+            &env,
+            "kv2",
+            &double.address,
+            "v2",
+            &format!(
+                "        appRole: {{roleId: {}, secretRef: {{name: approle, key: secret-id}}}}\n",
+                double.config.role_id
+            ),
+        )
+        .await;
+        es(&env, "api", "kv2", "  refreshInterval: 1s\n  data:\n    - secretKey: latest\n      remoteRef: {key: app/api, property: key}\n    - secretKey: first\n      remoteRef: {key: app/api, property: key, version: \"1\"}\n").await;
+        env.wait_condition("app", "api", "True", Duration::from_secs(20))
+            .await;
+        let data = env.secret_data("app", "api").await.expect("Secret");
+        assert_eq!(data["latest"], "k-2");
+        assert_eq!(data["first"], "k-1");
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        double.put("app/api", serde_json::json!({"key": "k-3"}));
+        wait_for("version 3", Duration::from_secs(10), || async {
+            let data = env.secret_data("app", "api").await?;
+            (data["latest"] == "k-3").then_some(())
+        })
+        .await;
+        assert_eq!(double.logins(), 1, "renewed, not logged in again");
+        assert!(double.renewals() >= 2, "renewals: {}", double.renewals());
+    }
+
+    #[tokio::test]
+    async fn a_secret_store_cannot_read_credentials_of_another_namespace() {
+        let double = VaultKv2::start(Kv2Config::default()).await;
+        double.put("app/api", serde_json::json!({"key": "k"}));
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        env.namespace("elsewhere", &[]).await;
+        env.secret("elsewhere", "vault-token", &[("token", "root")])
+            .await;
+        store(
+            &env,
+            "sneaky",
+            &double.address,
+            "v2",
+            "        tokenSecretRef: {name: vault-token, key: token, namespace: elsewhere}\n",
+        )
+        .await;
+        es(
+            &env,
+            "api",
+            "sneaky",
+            "  data:\n    - secretKey: k\n      remoteRef: {key: app/api, property: key}\n",
+        )
+        .await;
+        let refused = env
+            .wait_condition("app", "api", "False", Duration::from_secs(20))
+            .await;
+        let (reason, message) = ready_reason(&refused);
+        assert_eq!(reason, "StoreNotReady");
+        assert!(message.contains("own namespace"), "{message}");
+        assert!(env.get_secret("app", "api").await.is_none());
+        assert_eq!(
+            double.reads(),
+            0,
+            "nothing read with the other namespace's token"
+        );
+    }
+}

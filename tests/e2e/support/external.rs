@@ -70,6 +70,9 @@ pub struct Env {
 
 /// Starts the API server and the controller, with `tune` adjusting its options.
 pub async fn start(tune: impl FnOnce(&mut Options)) -> Env {
+    if std::env::var_os("RUST_LOG").is_some() {
+        sigil::cli::init_tracing(sigil::cli::LogFormat::Text);
+    }
     let cluster = dev::start_with(DevOptions {
         install_crds: sigil::api::crds(),
         ..Default::default()

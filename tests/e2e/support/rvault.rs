@@ -135,25 +135,34 @@ impl RustyVault {
 
     /// Enables approle and makes role `name` issuing tokens of `ttl`; returns (role_id, secret_id).
     pub async fn approle(&self, name: &str, ttl: &str) -> (String, String) {
-        self.root("POST", "sys/auth/approle", json!({"type": "approle"}))
-            .await;
+        self.approle_at("approle", name, ttl).await
+    }
+
+    /// [`Self::approle`] with the method mounted at `auth/{mount}`.
+    pub async fn approle_at(&self, mount: &str, name: &str, ttl: &str) -> (String, String) {
         self.root(
             "POST",
-            &format!("auth/approle/role/{name}"),
+            &format!("sys/auth/{mount}"),
+            json!({"type": "approle"}),
+        )
+        .await;
+        self.root(
+            "POST",
+            &format!("auth/{mount}/role/{name}"),
             json!({"token_ttl": ttl, "token_max_ttl": "1h", "secret_id_ttl": "0"}),
         )
         .await;
         let role = self
             .root(
                 "GET",
-                &format!("auth/approle/role/{name}/role-id"),
+                &format!("auth/{mount}/role/{name}/role-id"),
                 Value::Null,
             )
             .await;
         let secret = self
             .root(
                 "POST",
-                &format!("auth/approle/role/{name}/secret-id"),
+                &format!("auth/{mount}/role/{name}/secret-id"),
                 json!({}),
             )
             .await;
