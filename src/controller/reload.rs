@@ -43,16 +43,54 @@ pub struct Reloader {
     tx: mpsc::UnboundedSender<Change>,
     rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Change>>>>,
     debounce: Duration,
+    /// Keys the fingerprints of [`Reloader::data_replaced`] (never leaves the process).
+    key: Arc<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl Reloader {
     pub fn new(debounce: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, key.as_mut());
         Self {
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
             debounce,
+            key: Arc::new(key),
         }
+    }
+
+    /// For controllers that keep no fingerprint of their own (SealedSecrets):
+    /// call after replacing the data of an existing Secret with `after`, giving
+    /// the data it held `before`. Reports a change only when they differ.
+    pub fn data_replaced<'a>(
+        &self,
+        namespace: &str,
+        secret: &str,
+        before: impl IntoIterator<Item = (&'a String, &'a [u8])>,
+        after: impl IntoIterator<Item = (&'a String, &'a [u8])>,
+    ) {
+        let old = self.fingerprint(before);
+        let new = self.fingerprint(after);
+        if old != new {
+            self.secret_changed(namespace, secret, &new);
+        }
+    }
+
+    fn fingerprint<'a>(&self, data: impl IntoIterator<Item = (&'a String, &'a [u8])>) -> String {
+        use hmac::Mac;
+        let mut sorted: Vec<(&String, &[u8])> = data.into_iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&self.key[..]) else {
+            return String::new();
+        };
+        for (key, value) in sorted {
+            mac.update(&(key.len() as u64).to_be_bytes());
+            mac.update(key.as_bytes());
+            mac.update(&(value.len() as u64).to_be_bytes());
+            mac.update(value);
+        }
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Reports that the data of Secret `namespace/secret` changed to the
@@ -318,6 +356,21 @@ mod tests {
                 "volume-secret"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn replaced_data_is_reported_only_when_it_differs() {
+        let reloader = Reloader::new(Duration::from_secs(1));
+        let mut rx = reloader.rx.lock().expect("lock").take().expect("receiver");
+        let key = "password".to_string();
+        let same: Vec<(&String, &[u8])> = vec![(&key, b"pw-1")];
+        reloader.data_replaced("app", "db", same.clone(), same.clone());
+        assert!(rx.try_recv().is_err(), "unchanged data reports nothing");
+        reloader.data_replaced("app", "db", same, vec![(&key, &b"pw-2"[..])]);
+        let change = rx.try_recv().expect("a change");
+        assert_eq!((change.namespace.as_str(), change.secret.as_str()), ("app", "db"));
+        assert_eq!(change.fingerprint.len(), 64);
+        assert!(!change.fingerprint.contains("pw"));
     }
 
     #[test]
