@@ -130,7 +130,11 @@ async fn run_controllers(ctx: Arc<Context>) {
     ctx.set_ready(true);
     let reload = tokio::spawn({
         let ctx = ctx.clone();
-        async move { ctx.reloader.run(ctx.client.clone(), ctx.shutdown.clone()).await }
+        async move {
+            ctx.reloader
+                .run(ctx.client.clone(), ctx.shutdown.clone())
+                .await
+        }
     });
     let external = tokio::spawn(external_secret::run(ctx.clone()));
     ctx.shutdown.cancelled().await;

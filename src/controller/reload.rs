@@ -368,7 +368,10 @@ mod tests {
         assert!(rx.try_recv().is_err(), "unchanged data reports nothing");
         reloader.data_replaced("app", "db", same, vec![(&key, &b"pw-2"[..])]);
         let change = rx.try_recv().expect("a change");
-        assert_eq!((change.namespace.as_str(), change.secret.as_str()), ("app", "db"));
+        assert_eq!(
+            (change.namespace.as_str(), change.secret.as_str()),
+            ("app", "db")
+        );
         assert_eq!(change.fingerprint.len(), 64);
         assert!(!change.fingerprint.contains("pw"));
     }

@@ -5,6 +5,7 @@ mod cli_help;
 mod crds;
 mod dev_api;
 mod external_aws;
+mod external_example;
 mod external_vault;
 mod kubectl;
 mod sealed;

@@ -4,6 +4,7 @@ pub mod counting_proxy;
 pub mod dev;
 pub mod external;
 pub mod moto;
+pub mod readme;
 pub mod rvault;
 pub mod sealed;
 pub mod tools;
