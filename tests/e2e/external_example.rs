@@ -107,6 +107,22 @@ fn aws_walk_through_runs() {
         "the Deployment was restarted:\n{stdout}"
     );
     assert!(stdout.contains("SecretSynced"), "{stdout}");
+    let metrics = bed.block_on(async {
+        reqwest::get(format!("{}/metrics", bed.http_url()))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    });
+    assert!(
+        metrics.contains(r#"sigil_backend_calls_total{store="ClusterSecretStore/aws",provider="aws",outcome="success"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sigil_reconciles_total{controller="externalsecret"}"#),
+        "{metrics}"
+    );
     bed.assert_no_plaintext(&[b"correct-horse", b"battery-staple"]);
 }
 
