@@ -480,9 +480,11 @@ spec:
             .await;
         let created = started.elapsed();
         let api: kube::Api<ExternalSecret> = kube::Api::namespaced(env.client.clone(), "fleet");
-        wait_for(
+        // Listing 1,000 objects is heavy for a debug build: poll once a second.
+        external::wait_for_every(
             "1,000 ExternalSecrets Ready",
-            Duration::from_secs(120),
+            Duration::from_secs(180),
+            Duration::from_secs(1),
             || async {
                 let list = api.list(&Default::default()).await.ok()?;
                 let ready = list

@@ -69,6 +69,24 @@ impl RoundCache {
             .cloned()
     }
 
+    /// Up to `count` cached keys of `store` (oldest first), other than `skip`.
+    fn oldest(&self, store: &StoreKey, count: usize, skip: &HashSet<RemoteKey>) -> Vec<RemoteKey> {
+        let Ok(values) = self.values.lock() else {
+            return Vec::new();
+        };
+        let mut cached: Vec<(Instant, &RemoteKey)> = values
+            .iter()
+            .filter(|((s, key), _)| s == store && !skip.contains(key))
+            .map(|((_, key), (at, _))| (*at, key))
+            .collect();
+        cached.sort();
+        cached
+            .into_iter()
+            .take(count)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
     fn found(
         &self,
         store: &StoreKey,
@@ -218,6 +236,12 @@ pub async fn read_store(
     }
 
     let batch = provider.batch_size().max(1);
+    // A partly filled last request has room: refresh the store's oldest cached
+    // values in it for free, so bursts of new objects reuse them.
+    let room = (batch - to_read.len() % batch) % batch;
+    if room > 0 && !to_read.is_empty() {
+        to_read.extend(cache.oldest(store, room, &queued));
+    }
     let reads: Vec<_> = to_read
         .chunks(batch)
         .map(|chunk| async move {
@@ -354,6 +378,31 @@ mod tests {
         assert_eq!(later.fetched.len(), 2);
         cache.expire(Instant::now() + Duration::from_secs(1));
         assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn partly_filled_requests_refresh_the_oldest_cached_values() {
+        let provider = Counting::default();
+        let store = StoreKey::cluster("aws");
+        let cache = RoundCache::default();
+        let limiter = RateLimiter::new(100);
+        let early = Instant::now();
+        let first: Vec<usize> = (0..30).collect();
+        read_store(
+            &provider,
+            &store,
+            &cache,
+            &limiter,
+            &[needs(&first, early)],
+            &[],
+        )
+        .await;
+        assert_eq!(provider.requests.load(Ordering::SeqCst), 2);
+        // A forced read of one key fills its request with 19 cached keys.
+        let forced = [needs(&[99], Instant::now())];
+        read_store(&provider, &store, &cache, &limiter, &forced, &[]).await;
+        assert_eq!(provider.requests.load(Ordering::SeqCst), 3);
+        assert_eq!(provider.keys.load(Ordering::SeqCst), 30 + 20);
     }
 
     #[test]

@@ -251,7 +251,21 @@ where
 }
 
 /// Polls `check` every 100 ms until it returns Some, for at most `within`.
-pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_for_every(what, within, Duration::from_millis(100), check).await
+}
+
+/// Polls `check` every `every` until it returns Some, for at most `within`.
+pub async fn wait_for_every<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -265,7 +279,7 @@ where
             Instant::now() < deadline,
             "timed out after {within:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
