@@ -203,8 +203,6 @@ pub async fn run(ctx: Arc<Context>) {
         es_reader.clone(),
         caches.clone(),
         secret_reader.clone(),
-        usize::from(ctx.options.external_secret_concurrency),
-        ctx.options.store_requests_per_second,
     ));
     let ready = async {
         let _ = futures::future::join3(

@@ -79,7 +79,6 @@ pub struct Finished {
 }
 
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: Arc<Context>,
         hmac: DataHmac,
@@ -87,9 +86,9 @@ impl Shared {
         externals: Store<ExternalSecret>,
         caches: StoreCaches,
         secrets: Store<Secret>,
-        concurrency: usize,
-        store_rate: u32,
     ) -> Self {
+        let concurrency = usize::from(ctx.options.external_secret_concurrency);
+        let store_rate = ctx.options.store_requests_per_second;
         Self {
             ctx,
             hmac,
