@@ -216,7 +216,11 @@ impl VaultKv {
         let url = format!("{}/v1/{}", self.base, path);
         let mut request = self.http.request(method, &url);
         if let Some(token) = token {
-            request = request.header("X-Vault-Token", token.expose_secret());
+            let mut value = http::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                ProviderError::Auth(format!("{what}: the token is not a valid header value"))
+            })?;
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
         }
         if let Some(namespace) = &self.namespace {
             request = request.header("X-Vault-Namespace", namespace);

@@ -373,6 +373,31 @@ spec:
             rotated.annotations().get("sigil.dev/data-hmac"),
             Some(&hmac)
         );
+
+        // Several refreshes later: one Event per change, none per refresh.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(env.client.clone(), "app");
+        let reasons: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("db"))
+            .filter_map(|e| e.reason)
+            .collect();
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "Created").count(),
+            1,
+            "{reasons:?}"
+        );
+        assert_eq!(
+            reasons.iter().filter(|r| *r == "Updated").count(),
+            1,
+            "{reasons:?}"
+        );
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
     }
 
     fn external_secret(namespace: &str, name: &str, interval: &str, key: &str) -> String {
