@@ -23,6 +23,9 @@ pub struct Args {
     /// Serve the API only; do not run the sigil controller.
     #[arg(long)]
     pub no_controller: bool,
+    /// Do not install sigil's CRDs (with --no-controller: an empty cluster to `helm install` into).
+    #[arg(long, requires = "no_controller")]
+    pub no_crds: bool,
     /// Namespace the in-process controller keeps its keys and recipients in (created if missing).
     #[arg(long, short = 'n', default_value = "sigil-system")]
     pub namespace: String,
@@ -51,7 +54,11 @@ pub enum DevCliError {
 pub async fn run(args: Args) -> Result<(), DevCliError> {
     let server = DevServer::start(DevOptions {
         listen: args.listen,
-        install_crds: crate::api::crds(),
+        install_crds: if args.no_crds {
+            Vec::new()
+        } else {
+            crate::api::crds()
+        },
         ..DevOptions::default()
     })
     .await?;

@@ -138,14 +138,41 @@ async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, kube:
     }
 }
 
+/// How long stepping down may take to release the lease before the process exits anyway.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The lease, held: renewed in the background until [`Leadership::step_down`].
+pub struct Leadership {
+    /// Cancelled when leadership is lost, so the caller stops writing.
+    pub lost: CancellationToken,
+    step_down: CancellationToken,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Stops renewing and releases the lease (bounded by a timeout), so a standby takes
+    /// over at once instead of waiting for the lease to expire. Call it after the
+    /// controllers stopped writing.
+    pub async fn step_down(self) {
+        self.step_down.cancel();
+        if tokio::time::timeout(RELEASE_TIMEOUT, self.renewing)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "gave up releasing the leader lease; a standby takes over once it expires"
+            );
+        }
+    }
+}
+
 /// Blocks until this candidate holds the lease (or `shutdown` is cancelled: then
-/// returns false), then keeps renewing it in the background. The returned token
-/// is cancelled when leadership is lost, so the caller stops writing.
+/// returns None), then keeps renewing it in the background.
 pub async fn acquire(
     client: Client,
     config: LeaderConfig,
     shutdown: CancellationToken,
-) -> Option<CancellationToken> {
+) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     loop {
         match try_hold(&api, &config).await {
@@ -162,20 +189,25 @@ pub async fn acquire(
     }
     tracing::info!(lease = %config.lease_name, identity = %config.identity, "became leader");
     let lost = CancellationToken::new();
-    tokio::spawn(keep_renewing(api, config, shutdown, lost.clone()));
-    Some(lost)
+    let step_down = CancellationToken::new();
+    let renewing = tokio::spawn(keep_renewing(api, config, step_down.clone(), lost.clone()));
+    Some(Leadership {
+        lost,
+        step_down,
+        renewing,
+    })
 }
 
 async fn keep_renewing(
     api: Api<Lease>,
     config: LeaderConfig,
-    shutdown: CancellationToken,
+    step_down: CancellationToken,
     lost: CancellationToken,
 ) {
     let mut last_renewal = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return release(&api, &config).await,
+            _ = step_down.cancelled() => return release(&api, &config).await,
             _ = tokio::time::sleep(config.renew_every) => {}
         }
         match try_hold(&api, &config).await {
@@ -212,11 +244,14 @@ async fn release(api: &Api<Lease>, config: &LeaderConfig) {
     }
     spec.holder_identity = None;
     spec.renew_time = None;
-    if let Err(e) = api
+    match api
         .replace(&config.lease_name, &PostParams::default(), &lease)
         .await
     {
-        tracing::debug!(error = %e, "could not release the leader lease");
+        Ok(_) => tracing::info!(lease = %config.lease_name, "released the leader lease"),
+        Err(e) => {
+            tracing::warn!(lease = %config.lease_name, error = %e, "could not release the leader lease")
+        }
     }
 }
 

@@ -109,12 +109,18 @@ async fn lead_then_run(ctx: Arc<Context>) -> Result<(), Error> {
     );
     // A standby is healthy and ready; it just does not write.
     ctx.set_ready(true);
-    let Some(lost) = leader::acquire(ctx.client.clone(), config, ctx.shutdown.clone()).await else {
+    let Some(leadership) = leader::acquire(ctx.client.clone(), config, ctx.shutdown.clone()).await
+    else {
         return Ok(());
     };
+    let lost = leadership.lost.clone();
     let controllers = run_controllers(ctx.clone());
     tokio::select! {
-        () = controllers => Ok(()),
+        () = controllers => {
+            // Shut down: the controllers stopped writing, so hand the lease over now.
+            leadership.step_down().await;
+            Ok(())
+        }
         () = lost.cancelled() => {
             ctx.shutdown.cancel();
             Err(Error::LeadershipLost)

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::{apps, authorization, coordination, core, events, rbac};
+use k8s_openapi::api::{apps, authorization, coordination, core, events, networking, policy, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use schemars::JsonSchema;
@@ -39,6 +39,8 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
         Builtin::Deployment => add::<apps::v1::Deployment>(g),
         Builtin::StatefulSet => add::<apps::v1::StatefulSet>(g),
         Builtin::DaemonSet => add::<apps::v1::DaemonSet>(g),
+        Builtin::PodDisruptionBudget => add::<policy::v1::PodDisruptionBudget>(g),
+        Builtin::NetworkPolicy => add::<networking::v1::NetworkPolicy>(g),
         Builtin::Lease => add::<coordination::v1::Lease>(g),
         Builtin::Role => add::<rbac::v1::Role>(g),
         Builtin::RoleBinding => add::<rbac::v1::RoleBinding>(g),
@@ -48,6 +50,41 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
         Builtin::SelfSubjectAccessReview => add::<authorization::v1::SelfSubjectAccessReview>(g),
         Builtin::SubjectAccessReview => add::<authorization::v1::SubjectAccessReview>(g),
     }
+}
+
+/// Every built-in kind's schema: the definitions, each kind's root definition name, and ObjectMeta's.
+pub fn builtin_definitions() -> (
+    Map<String, Value>,
+    std::collections::HashMap<Builtin, String>,
+    String,
+) {
+    use Builtin::*;
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let meta = add::<ObjectMeta>(&mut generator);
+    let roots = [
+        Namespace,
+        Secret,
+        ConfigMap,
+        ServiceAccount,
+        Service,
+        CoreEvent,
+        EventsV1,
+        Deployment,
+        StatefulSet,
+        DaemonSet,
+        Lease,
+        Role,
+        RoleBinding,
+        ClusterRole,
+        ClusterRoleBinding,
+        Crd,
+        SelfSubjectAccessReview,
+        SubjectAccessReview,
+    ]
+    .into_iter()
+    .map(|b| (b, builtin_schema(b, &mut generator)))
+    .collect();
+    (generator.take_definitions(true), roots, meta)
 }
 
 /// `com.example.v1.Widget` for group `example.com`.

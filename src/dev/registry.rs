@@ -11,7 +11,7 @@ use super::schema::CrdSchema;
 use super::status::GroupResource;
 
 /// The built-in kinds the server stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Builtin {
     Namespace,
     Secret,
@@ -23,6 +23,9 @@ pub enum Builtin {
     Deployment,
     StatefulSet,
     DaemonSet,
+    /// `policy/v1` and `networking.k8s.io/v1`: stored as data (nothing evicts or filters).
+    PodDisruptionBudget,
+    NetworkPolicy,
     Lease,
     Role,
     RoleBinding,
@@ -115,7 +118,12 @@ impl ResourceType {
             Flavor::Custom(_) => true,
             Flavor::Builtin(b) => matches!(
                 b,
-                Builtin::Deployment | Builtin::StatefulSet | Builtin::DaemonSet | Builtin::Crd
+                Builtin::Deployment
+                    | Builtin::StatefulSet
+                    | Builtin::DaemonSet
+                    | Builtin::PodDisruptionBudget
+                    | Builtin::NetworkPolicy
+                    | Builtin::Crd
             ),
         }
     }
@@ -492,6 +500,28 @@ fn builtin_types() -> Vec<ResourceType> {
             categories: &["all"],
             status: true,
             builtin: DaemonSet,
+        },
+        Spec {
+            group: "policy",
+            version: "v1",
+            resource: "poddisruptionbudgets",
+            kind: "PodDisruptionBudget",
+            namespaced: true,
+            short: &["pdb"],
+            categories: &[],
+            status: true,
+            builtin: PodDisruptionBudget,
+        },
+        Spec {
+            group: "networking.k8s.io",
+            version: "v1",
+            resource: "networkpolicies",
+            kind: "NetworkPolicy",
+            namespaced: true,
+            short: &["netpol"],
+            categories: &[],
+            status: false,
+            builtin: NetworkPolicy,
         },
         Spec {
             group: "coordination.k8s.io",

@@ -104,6 +104,13 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value, store: &Store) -> Resu
                 ),
             );
         }
+        Some(Builtin::PodDisruptionBudget) => set_or_remove(
+            obj,
+            "status",
+            Some(
+                json!({"currentHealthy": 0, "desiredHealthy": 0, "disruptionsAllowed": 0, "expectedPods": 0}),
+            ),
+        ),
         Some(Builtin::Crd) => crd::set_defaults(obj),
         _ => {}
     }

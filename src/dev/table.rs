@@ -258,6 +258,38 @@ fn builtin_columns(b: Builtin) -> Vec<Column> {
             ),
             AGE,
         ],
+        Builtin::PodDisruptionBudget => vec![
+            NAME,
+            col(
+                "Min Available",
+                "string",
+                "The minimum number of pods that must be available simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+                0,
+            ),
+            col(
+                "Max Unavailable",
+                "string",
+                "The maximum number of pods that may be unavailable. This can be either an integer or a string specifying a percentage, e.g. \"28%\".",
+                0,
+            ),
+            col(
+                "Allowed Disruptions",
+                "integer",
+                "Number of pod disruptions that are currently allowed.",
+                0,
+            ),
+            AGE,
+        ],
+        Builtin::NetworkPolicy => vec![
+            NAME,
+            col(
+                "Pod-Selector",
+                "string",
+                "Selector of the pods this policy applies to.",
+                0,
+            ),
+            AGE,
+        ],
         Builtin::Lease => vec![
             NAME,
             col("Holder", "string", "The holder of the lease", 0),
@@ -313,6 +345,10 @@ fn int(obj: &Value, path: &str) -> i64 {
     object::get_path(obj, path)
         .and_then(Value::as_i64)
         .unwrap_or(0)
+}
+
+fn or_na(v: String) -> String {
+    if v.is_empty() { "N/A".into() } else { v }
 }
 
 fn or_none(v: String) -> String {
@@ -476,6 +512,21 @@ fn builtin_cells(b: Builtin, obj: &Value) -> Vec<Value> {
             json!(or_none(selector_string(object::get_path(
                 obj,
                 "spec.template.spec.nodeSelector"
+            )))),
+            age(obj),
+        ],
+        Builtin::PodDisruptionBudget => vec![
+            name,
+            json!(or_na(s(object::get_path(obj, "spec.minAvailable")))),
+            json!(or_na(s(object::get_path(obj, "spec.maxUnavailable")))),
+            json!(int(obj, "status.disruptionsAllowed")),
+            age(obj),
+        ],
+        Builtin::NetworkPolicy => vec![
+            name,
+            json!(or_none(selector_string(object::get_path(
+                obj,
+                "spec.podSelector"
             )))),
             age(obj),
         ],

@@ -1,9 +1,13 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod api_proxy;
+pub mod controller;
 pub mod counting_proxy;
 pub mod dev;
 pub mod external;
+pub mod kube_cli;
 pub mod moto;
+pub mod objects;
 pub mod readme;
 pub mod rvault;
 pub mod sealed;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 
+use super::controller::free_port;
 use super::tools::tool;
 
 /// Region every test store uses.
@@ -23,14 +24,6 @@ pub const SECRET_ACCESS_KEY: &str = "testing";
 pub struct Moto {
     child: Child,
     pub endpoint: String,
-}
-
-/// A free port on 127.0.0.1 (the listener is closed before returning).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Moto {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::moto::free_port;
+use super::controller::free_port;
 use super::tools::tool;
 
 /// A running, unsealed RustyVault.

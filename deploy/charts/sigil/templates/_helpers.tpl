@@ -27,6 +27,29 @@ app.kubernetes.io/name: {{ include "sigil.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/*
+Sharding (`sharding.shards` > 1) renders one Deployment (and PodDisruptionBudget) per shard.
+dict: root, shard. Unsharded, the name and selector are exactly those of an unsharded release.
+*/}}
+{{- define "sigil.sharded" -}}
+{{- if gt (int .Values.sharding.shards) 1 }}true{{ end }}
+{{- end }}
+
+{{- define "sigil.shardName" -}}
+{{- if include "sigil.sharded" .root }}
+{{- printf "%s-shard-%d" (include "sigil.fullname" .root) .shard }}
+{{- else }}
+{{- include "sigil.fullname" .root }}
+{{- end }}
+{{- end }}
+
+{{- define "sigil.shardSelectorLabels" -}}
+{{ include "sigil.selectorLabels" .root }}
+{{- if include "sigil.sharded" .root }}
+sigil.dev/shard: {{ .shard | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "sigil.labels" -}}
 helm.sh/chart: {{ include "sigil.chart" . }}
 {{ include "sigil.selectorLabels" . }}

@@ -1,0 +1,118 @@
+//! Objects the HA, sharding and metrics tests give the controllers to reconcile, made the way a
+//! user makes them (`sigil seal` against the cluster), and waits for their results.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use sigil::api::sealed_secret::SealedSecret;
+
+/// Creates namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+}
+
+/// Waits (bounded) until the controller published its recipients in `sigil-system`.
+pub async fn wait_for_recipients(client: &kube::Client, limit: Duration) -> String {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "sigil-system");
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(text) = config_maps
+            .get_opt("sigil-recipients")
+            .await
+            .expect("read sigil-recipients")
+            .and_then(|cm| cm.data)
+            .and_then(|data| data.get("recipients").cloned())
+            .filter(|text| text.contains("age1"))
+        {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recipients published within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Seals a one-key Secret `namespace/name` with `sigil seal` (recipients fetched from the
+/// cluster of `kubeconfig`) and creates the SealedSecret.
+pub async fn create_sealed_secret(
+    client: &kube::Client,
+    kubeconfig: &Path,
+    namespace: &str,
+    name: &str,
+    value: &str,
+) -> SealedSecret {
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: {value}\n"
+    );
+    let mut seal = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(["seal", "-o", "json", "--kubeconfig"])
+        .arg(kubeconfig)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sigil seal");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = seal.stdin.take().expect("stdin");
+        stdin
+            .write_all(manifest.as_bytes())
+            .await
+            .expect("write the Secret");
+    }
+    let out = seal.wait_with_output().await.expect("sigil seal output");
+    assert!(
+        out.status.success(),
+        "sigil seal: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed: SealedSecret = serde_json::from_slice(&out.stdout).expect("a SealedSecret");
+    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &sealed)
+        .await
+        .unwrap_or_else(|e| panic!("create SealedSecret {namespace}/{name}: {e}"))
+}
+
+/// The Secret `namespace/name` if it exists.
+pub async fn secret(client: &kube::Client, namespace: &str, name: &str) -> Option<Secret> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    api.get_opt(name).await.expect("read a Secret")
+}
+
+/// Waits (bounded) until the Secret `namespace/name` exists; returns when it appeared.
+pub async fn wait_for_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    limit: Duration,
+) -> Secret {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = secret(client, namespace, name).await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Secret {namespace}/{name} not written within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
