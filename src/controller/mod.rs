@@ -7,6 +7,7 @@
 pub mod context;
 pub mod error;
 pub mod external_secret;
+pub mod git_source;
 pub mod keyring;
 pub mod leader;
 pub mod metrics;
@@ -14,6 +15,7 @@ pub mod reload;
 pub mod sealed_secret;
 pub mod secret_store;
 pub mod shard;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -133,6 +135,7 @@ async fn run_controllers(ctx: Arc<Context>) {
     let keys = keyring::KeyringHandle::default();
     let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
     let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
+    let gitops = tokio::spawn(sync::run_with_sources(ctx.clone()));
     ctx.set_ready(true);
     let reload = tokio::spawn({
         let ctx = ctx.clone();
@@ -144,5 +147,5 @@ async fn run_controllers(ctx: Arc<Context>) {
     });
     let external = tokio::spawn(external_secret::run(ctx.clone()));
     ctx.shutdown.cancelled().await;
-    let _ = tokio::join!(sealing, sealed, reload, external);
+    let _ = tokio::join!(sealing, sealed, gitops, reload, external);
 }
