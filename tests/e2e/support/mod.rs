@@ -5,5 +5,6 @@ pub mod controller;
 pub mod dev;
 pub mod kube_cli;
 pub mod objects;
+pub mod readme;
 pub mod sealed;
 pub mod tools;
