@@ -43,18 +43,32 @@ struct Owner {
     deleting_foreground: bool,
 }
 
-fn owners(st: &State) -> HashMap<String, Owner> {
+fn has_finalizer(obj: &Value, finalizer: &str) -> bool {
+    object::meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+}
+
+fn has_owner_refs(obj: &Value) -> bool {
+    object::meta(obj)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
+}
+
+/// Every object that some dependent names as owner, by uid.
+fn owners(st: &State, wanted: &std::collections::HashSet<String>) -> HashMap<String, Owner> {
     st.store
-        .all()
-        .into_iter()
+        .iter()
+        .filter(|(_, o)| wanted.contains(object::uid(o)))
         .map(|(_, o)| {
-            let fins = object::finalizers(&o);
             (
-                object::uid(&o).to_string(),
+                object::uid(o).to_string(),
                 Owner {
-                    namespace: object::namespace(&o).to_string(),
-                    deleting_foreground: object::deletion_timestamp(&o).is_some()
-                        && fins.iter().any(|f| f == FOREGROUND),
+                    namespace: object::namespace(o).to_string(),
+                    deleting_foreground: object::deletion_timestamp(o).is_some()
+                        && has_finalizer(o, FOREGROUND),
                 },
             )
         })
@@ -99,9 +113,23 @@ fn set_owner_refs(st: &mut State, storage: &StorageKey, obj: &Value, refs: Vec<V
 /// Dependents whose owners are gone are deleted; references to missing owners are dropped
 /// while another owner remains; dependents of foreground-deleting owners are deleted.
 fn collect_garbage(st: &mut State) -> bool {
-    let owners = owners(st);
+    let dependents: Vec<(StorageKey, Arc<Value>)> = st
+        .store
+        .iter()
+        .filter(|(_, o)| has_owner_refs(o) && object::deletion_timestamp(o).is_none())
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect();
+    if dependents.is_empty() {
+        return false;
+    }
+    let wanted: std::collections::HashSet<String> = dependents
+        .iter()
+        .flat_map(|(_, o)| object::owner_references(o))
+        .filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from))
+        .collect();
+    let owners = owners(st, &wanted);
     let mut changed = false;
-    for (storage, obj) in st.store.all() {
+    for (storage, obj) in dependents {
         let refs = object::owner_references(&obj);
         if refs.is_empty() || object::deletion_timestamp(&obj).is_some() {
             continue;
@@ -160,9 +188,21 @@ fn remove_finalizer(st: &mut State, storage: &StorageKey, obj: &Value, finalizer
 /// Owners deleted with `orphan` release their dependents; owners deleted in the
 /// foreground go once no dependent blocks them.
 fn finalize_deleting_owners(st: &mut State) -> bool {
+    let deleting: Vec<(StorageKey, Arc<Value>)> = st
+        .store
+        .iter()
+        .filter(|(_, o)| {
+            object::deletion_timestamp(o).is_some()
+                && (has_finalizer(o, ORPHAN) || has_finalizer(o, FOREGROUND))
+        })
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect();
+    if deleting.is_empty() {
+        return false;
+    }
     let all = st.store.all();
     let mut changed = false;
-    for (storage, obj) in &all {
+    for (storage, obj) in &deleting {
         if object::deletion_timestamp(obj).is_none() {
             continue;
         }

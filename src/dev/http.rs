@@ -16,6 +16,7 @@ use super::auth::{self, User};
 use super::convert::from_storage;
 use super::delete::{self, DeleteOptions, Propagation};
 use super::discovery;
+use super::fields::FieldValidation;
 use super::openapi;
 use super::protobuf;
 use super::rbac::{self, Attributes};
@@ -239,13 +240,33 @@ fn field_manager(q: &Query, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(prefix)
 }
 
-fn check_field_validation(q: &Query) -> Result<(), ApiError> {
-    match q.value("fieldValidation") {
-        None | Some("Ignore" | "Warn" | "Strict") => Ok(()),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "fieldValidation: Unsupported value: {other:?}: supported values: \"Ignore\", \"Warn\", \"Strict\""
-        ))),
+fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
+    FieldValidation::parse(q.get("fieldValidation")).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: {:?}: supported values: \"Ignore\", \"Warn\", \"Strict\"",
+            q.get("fieldValidation").unwrap_or_default()
+        ))
+    })
+}
+
+/// Options of a write request: dryRun, fieldValidation, the field manager.
+fn write_options(q: &Query, manager: &str) -> Result<WriteOptions, ApiError> {
+    Ok(WriteOptions {
+        dry_run: q.dry_run()?,
+        validation: field_validation(q)?,
+        ..WriteOptions::new(manager)
+    })
+}
+
+/// A JSON answer carrying the write's warnings as `Warning` headers.
+fn written(code: u16, body: &Value, opts: &WriteOptions) -> Response {
+    let mut resp = json_response(code, body);
+    for w in opts.warnings.borrow().iter() {
+        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - {w:?}")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
     }
+    resp
 }
 
 fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
@@ -458,29 +479,20 @@ async fn resource(
             watch::serve(&api.state, req, api.shutdown.clone(), api.bookmark_interval).await
         }
         "create" => {
-            check_field_validation(q)?;
             let obj = decode_body(headers, &body)?;
-            let opts = WriteOptions {
-                dry_run: q.dry_run()?,
-                ..WriteOptions::new(&field_manager(q, headers)?)
-            };
+            let opts = write_options(q, &field_manager(q, headers)?)?;
             let mut st = api.state.write().await;
             let created = write::create(&mut st, &rt, &ns, obj, &opts)?;
-            Ok(json_response(201, &created))
+            Ok(written(201, &created, &opts))
         }
         "update" => {
-            check_field_validation(q)?;
             let obj = decode_body(headers, &body)?;
-            let opts = WriteOptions {
-                dry_run: q.dry_run()?,
-                ..WriteOptions::new(&field_manager(q, headers)?)
-            };
+            let opts = write_options(q, &field_manager(q, headers)?)?;
             let mut st = api.state.write().await;
             let w = write::update(&mut st, &rt, &ns, &name, obj, sub, &opts)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
+            Ok(written(if w.created { 201 } else { 200 }, &w.object, &opts))
         }
         "patch" => {
-            check_field_validation(q)?;
             let ct = header_str(headers, &header::CONTENT_TYPE).unwrap_or("");
             let patch_type = PatchType::from_content_type(ct).ok_or_else(|| {
                 ApiError::new(
@@ -493,10 +505,7 @@ async fn resource(
                 (PatchType::Apply, None) => String::new(),
                 _ => field_manager(q, headers)?,
             };
-            let opts = WriteOptions {
-                dry_run: q.dry_run()?,
-                ..WriteOptions::new(&manager)
-            };
+            let opts = write_options(q, &manager)?;
             let req = PatchRequest {
                 patch_type,
                 body: &body,
@@ -504,7 +513,7 @@ async fn resource(
             };
             let mut st = api.state.write().await;
             let w = write::patch(&mut st, &rt, &ns, &name, &req, sub, &opts)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
+            Ok(written(if w.created { 201 } else { 200 }, &w.object, &opts))
         }
         "delete" => {
             let opts = delete_options(q, headers, &body)?;

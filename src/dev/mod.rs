@@ -23,6 +23,7 @@ mod crd;
 mod defaults;
 mod delete;
 mod discovery;
+mod fields;
 mod http;
 mod jsonpath;
 mod names;
@@ -317,7 +318,8 @@ async fn run_controllers(api: Arc<http::Api>, root_ca: String) {
                 }
             }
         }
-        // Coalesce a burst of changes into one pass.
+        // Coalesce a burst of changes into one pass (each pass scans the store).
+        tokio::time::sleep(Duration::from_millis(10)).await;
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
             rx.try_recv()
         {}

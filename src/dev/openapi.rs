@@ -52,6 +52,41 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
     }
 }
 
+/// Every built-in kind's schema: the definitions, each kind's root definition name, and ObjectMeta's.
+pub fn builtin_definitions() -> (
+    Map<String, Value>,
+    std::collections::HashMap<Builtin, String>,
+    String,
+) {
+    use Builtin::*;
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let meta = add::<ObjectMeta>(&mut generator);
+    let roots = [
+        Namespace,
+        Secret,
+        ConfigMap,
+        ServiceAccount,
+        Service,
+        CoreEvent,
+        EventsV1,
+        Deployment,
+        StatefulSet,
+        DaemonSet,
+        Lease,
+        Role,
+        RoleBinding,
+        ClusterRole,
+        ClusterRoleBinding,
+        Crd,
+        SelfSubjectAccessReview,
+        SubjectAccessReview,
+    ]
+    .into_iter()
+    .map(|b| (b, builtin_schema(b, &mut generator)))
+    .collect();
+    (generator.take_definitions(true), roots, meta)
+}
+
 /// `com.example.v1.Widget` for group `example.com`.
 fn custom_schema_name(t: &ResourceType) -> String {
     let reversed: Vec<&str> = t.group.split('.').rev().collect();

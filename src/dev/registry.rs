@@ -11,7 +11,7 @@ use super::schema::CrdSchema;
 use super::status::GroupResource;
 
 /// The built-in kinds the server stores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Builtin {
     Namespace,
     Secret,

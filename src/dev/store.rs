@@ -89,6 +89,13 @@ impl Store {
         }
     }
 
+    /// Every stored object with its resource, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = (&StorageKey, &Arc<Value>)> {
+        self.objects
+            .iter()
+            .flat_map(|(k, objs)| objs.values().map(move |v| (k, v)))
+    }
+
     /// Every stored object with its resource (for garbage collection sweeps).
     pub fn all(&self) -> Vec<(StorageKey, Arc<Value>)> {
         self.objects

@@ -289,3 +289,63 @@ pub async fn serve(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::read::Filter;
+    use crate::dev::write::{WriteOptions, create};
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_closed_and_writers_never_wait() {
+        let mut st = State::new(100, 16);
+        let o = WriteOptions::new("t");
+        let ns = st.registry.lookup("", "v1", "namespaces").expect("served");
+        create(&mut st, &ns, "", json!({"metadata": {"name": "a"}}), &o).expect("ns");
+        let cm = st.registry.lookup("", "v1", "configmaps").expect("served");
+        let req = WatchRequest {
+            rt: cm.clone(),
+            namespace: None,
+            filter: Filter::default(),
+            resource_version: Some(st.store.current_rv().to_string()),
+            send_initial: None,
+            bookmarks: false,
+            timeout: Duration::from_secs(60),
+            output: Output::Object,
+            include: Include::Metadata,
+        };
+        let start = start(&st, &req).expect("watch starts");
+        // 200 writes against a 16-event broadcast window while nobody reads: none blocks.
+        for i in 0..200 {
+            create(
+                &mut st,
+                &cm,
+                "a",
+                json!({"metadata": {"name": format!("c{i}")}}),
+                &o,
+            )
+            .expect("write");
+        }
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(stream(
+            req,
+            start,
+            tx,
+            CancellationToken::new(),
+            Duration::from_secs(60),
+        ));
+        let mut received = 0;
+        while tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the stream ends instead of hanging")
+            .is_some()
+        {
+            received += 1;
+        }
+        assert!(
+            received < 200,
+            "the lagging watcher was closed, not fed every event ({received})"
+        );
+        task.await.expect("stream task");
+    }
+}

@@ -1,11 +1,14 @@
 //! create, update (PUT), patch (JSON, merge, strategic, apply): the generic
 //! registry store's write paths, over the stored JSON.
 
+use std::cell::RefCell;
+
 use serde_json::{Value, json};
 
 use super::clock;
 use super::convert::{from_storage, to_storage};
 use super::crd;
+use super::fields::{FieldValidation, unknown_fields};
 use super::names::generate_name;
 use super::object;
 use super::patch::{self, ApplyRequest, ListSemantics, PatchError};
@@ -18,6 +21,10 @@ use super::strategy::{self, Sub};
 #[derive(Clone, Debug)]
 pub struct WriteOptions {
     pub dry_run: bool,
+    /// What unknown fields in the request do.
+    pub validation: FieldValidation,
+    /// Warnings for the response's `Warning` headers.
+    pub warnings: RefCell<Vec<String>>,
     /// The field manager (`fieldManager`, or the User-Agent's product token).
     pub manager: String,
     pub now: String,
@@ -27,6 +34,8 @@ impl WriteOptions {
     pub fn new(manager: &str) -> Self {
         Self {
             dry_run: false,
+            validation: FieldValidation::Ignore,
+            warnings: RefCell::new(Vec::new()),
             manager: manager.to_string(),
             now: clock::now(),
         }
@@ -127,6 +136,39 @@ fn check_type_meta(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Server-side field validation of a request object (in the client's version).
+fn validate_fields(
+    rt: &ResourceType,
+    obj: &mut Value,
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
+    if opts.validation == FieldValidation::Ignore && rt.custom().is_some() {
+        return Ok(());
+    }
+    let unknown = unknown_fields(rt, obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    match opts.validation {
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            rt.kind,
+            rt.version,
+            rt.kind,
+            listed.join(", ")
+        ))),
+        FieldValidation::Warn => {
+            opts.warnings.borrow_mut().extend(listed);
+            Ok(())
+        }
+        FieldValidation::Ignore => Ok(()),
+    }
+}
+
 /// The namespace a namespaced write lands in; the body's must match the URL's.
 fn settle_namespace(rt: &ResourceType, url_ns: &str, obj: &mut Value) -> Result<(), ApiError> {
     let meta = object::meta_mut(obj);
@@ -211,6 +253,8 @@ pub fn create(
     opts: &WriteOptions,
 ) -> Result<Value, ApiError> {
     check_type_meta(rt, &body)?;
+    let mut body = body;
+    validate_fields(rt, &mut body, opts)?;
     let obj = to_storage(rt, body);
     create_stored(st, rt, url_ns, obj, opts, Managed::Track)
 }
@@ -327,6 +371,8 @@ pub fn update(
     opts: &WriteOptions,
 ) -> Result<Written, ApiError> {
     check_type_meta(rt, &body)?;
+    let mut body = body;
+    validate_fields(rt, &mut body, opts)?;
     let mut obj = to_storage(rt, body);
     let body_name = object::name(&obj).to_string();
     if body_name.is_empty() {
@@ -545,6 +591,10 @@ pub fn patch(
             return apply(st, rt, url_ns, url_name, Some(old.as_ref()), req, sub, opts);
         }
     };
+    let mut patched = patched;
+    if patched.is_object() {
+        validate_fields(rt, &mut patched, opts)?;
+    }
     patched_to_update(st, rt, &old, patched, url_name, sub, opts, Managed::Track)
 }
 
@@ -633,11 +683,12 @@ fn apply(
     }
     let text = std::str::from_utf8(req.body)
         .map_err(|_| ApiError::bad_request("the apply patch must be UTF-8 YAML or JSON"))?;
-    let applied: Value = crate::yaml::from_str(text)
+    let mut applied: Value = crate::yaml::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
         return Err(ApiError::bad_request("the apply patch must be an object"));
     }
+    validate_fields(rt, &mut applied, opts)?;
     for (field, want) in [("apiVersion", rt.api_version()), ("kind", rt.kind.clone())] {
         match applied.get(field).and_then(Value::as_str) {
             Some(v) if v == want => {}

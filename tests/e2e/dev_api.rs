@@ -1944,3 +1944,150 @@ async fn impersonated_service_accounts_get_what_rbac_grants() {
         .await
         .expect("discovery stays open");
 }
+
+#[tokio::test]
+async fn field_validation_strict_refuses_and_warn_drops_unknown_fields() {
+    let c = cluster().await;
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo"}, "datax": {"a": "1"}});
+    let (code, _, status) = raw(
+        &c.client,
+        "POST",
+        "/api/v1/namespaces/apps/configmaps?fieldValidation=Strict",
+        &[("Content-Type", "application/json")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("strict decoding error: unknown field \"datax\"")),
+        "{status}"
+    );
+
+    let req = http::Request::post("/api/v1/namespaces/apps/configmaps")
+        .header("Content-Type", "application/json")
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .expect("request");
+    let resp = c.client.send(req).await.expect("send");
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "the default (Warn) accepts the object"
+    );
+    let warning = resp
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        warning.starts_with("299 - ") && warning.contains("unknown field"),
+        "{warning}"
+    );
+    let stored = configmaps(&c).get("typo").await.expect("stored");
+    assert!(
+        serde_json::to_value(&stored)
+            .expect("json")
+            .get("datax")
+            .is_none(),
+        "unknown fields are dropped"
+    );
+
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .expect("CRD");
+    let (code, _, status) = raw(
+        &c.client,
+        "POST",
+        "/apis/example.com/v1/namespaces/apps/widgets?fieldValidation=Strict",
+        &[("Content-Type", "application/json")],
+        Some(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"colour": "red"}})),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field \"spec.colour\"")),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn metadata_only_lists_and_gets() {
+    let c = cluster().await;
+    let api = configmaps(&c);
+    api.create(
+        &PostParams::default(),
+        &obj(json!({"metadata": {"name": "app", "labels": {"m": "1"}}, "data": {"big": "x"}})),
+    )
+    .await
+    .expect("create");
+    let list = api
+        .list_metadata(&ListParams::default().labels("m=1"))
+        .await
+        .expect("metadata list");
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("app"));
+    assert!(list.metadata.resource_version.is_some());
+    let one = api.get_metadata("app").await.expect("metadata get");
+    assert_eq!(one.metadata.labels.expect("labels")["m"], "1");
+    let mut stream = api
+        .watch_metadata(&WatchParams::default().labels("m=1"), "0")
+        .await
+        .expect("metadata watch")
+        .boxed();
+    match next_event(&mut stream).await {
+        WatchEvent::Added(o) => assert_eq!(o.metadata.name.as_deref(), Some("app")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn crds_with_conflicting_names_are_not_established() {
+    let c = cluster().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    crds.create(&PostParams::default(), &widget_crd())
+        .await
+        .expect("first CRD");
+    let mut twin = widget_crd();
+    twin.metadata.name = Some("gadgets.example.com".into());
+    twin.spec.names.plural = "gadgets".into();
+    twin.spec.names.singular = Some("gadget".into());
+    twin.spec.names.short_names = Some(vec!["gd".into()]);
+    let created = crds
+        .create(&PostParams::default(), &twin)
+        .await
+        .expect("the CRD is stored");
+    let conditions = created
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default();
+    let names = conditions
+        .iter()
+        .find(|c| c.type_ == "NamesAccepted")
+        .expect("NamesAccepted");
+    assert_eq!(
+        (names.status.as_str(), names.reason.as_deref()),
+        ("False", Some("KindConflict"))
+    );
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "False")
+    );
+    let (code, _, _) = raw(
+        &c.client,
+        "GET",
+        "/apis/example.com/v1/namespaces/apps/gadgets",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        code, 404,
+        "a CRD whose names are not accepted is not served"
+    );
+}

@@ -293,6 +293,15 @@ fn kubectl_drives_sigil_dev() {
             .is_string()
     );
 
+    // kubectl validates with the server (fieldValidation=Strict)
+    let typo = write(
+        &dir,
+        "typo.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\n  namespace: demo\ndatta:\n  a: \"1\"\n",
+    );
+    let refused = k.fails(&["apply", "-f", &typo]);
+    assert!(refused.contains("unknown field \"datta\""), "{refused}");
+
     // explain reads the OpenAPI v3 documents
     let explained = k.ok(&["explain", "configmap"]);
     assert!(

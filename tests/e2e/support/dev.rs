@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use sigil::dev::{DevOptions, DevServer};
 
@@ -67,7 +67,8 @@ impl Cluster {
         kube::Client::try_from(config).expect("client")
     }
 
-    /// Creates a namespace.
+    /// Creates a namespace and waits until the in-process controllers have added its
+    /// `default` ServiceAccount and `kube-root-ca.crt` ConfigMap, so tests start settled.
     pub async fn namespace(&self, name: &str) {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = Namespace {
@@ -80,6 +81,14 @@ impl Cluster {
         api.create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");
+        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), name);
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), name);
+        eventually("the namespace's default objects", || async {
+            let cm = configmaps.get_opt("kube-root-ca.crt").await.ok().flatten();
+            let sa = accounts.get_opt("default").await.ok().flatten();
+            (cm.is_some() && sa.is_some()).then_some(())
+        })
+        .await;
     }
 }
 
