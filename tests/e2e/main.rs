@@ -4,6 +4,7 @@ mod chart;
 mod cli_help;
 mod crds;
 mod dev_api;
+mod examples;
 mod ha;
 mod helm_install;
 mod kubectl;
