@@ -13,7 +13,7 @@ use crate::support::kube_cli::{KubeCli, chart_dir};
 use crate::support::objects::{
     create_namespace, create_sealed_secret, wait_for_recipients, wait_for_secret,
 };
-use crate::support::readme::run_script;
+use crate::support::readme::{doc_programs, path_with, run};
 
 const NS: &str = "sigil-system";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:sigil-system:sigil";
@@ -104,34 +104,30 @@ async fn notes_commands_work(notes: &str, dev: &DevProcess) {
         seal.into_iter().partition(|c| c.contains(" get "));
     assert!(!act.is_empty() && !look.is_empty(), "{notes}");
     let work = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dev.kubeconfig.to_str().expect("UTF-8 path").to_string();
-    let run = |commands: Vec<String>| {
+    let env = vec![
+        (
+            "KUBECONFIG",
+            dev.kubeconfig.to_str().expect("UTF-8 path").to_string(),
+        ),
+        ("PATH", path_with(&doc_programs())),
+    ];
+    let run_notes = |commands: Vec<String>| {
         let dir = work.path().to_path_buf();
-        let kubeconfig = kubeconfig.clone();
-        tokio::task::spawn_blocking(move || {
-            run_script(
-                &commands.join("\n"),
-                &dir,
-                &[("KUBECONFIG", &kubeconfig)],
-                Duration::from_secs(60),
-            )
-        })
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || run(&commands, &dir, &env, Duration::from_secs(60)))
     };
-    let first = run([vec![fetch[0].clone()], act].concat())
+    run_notes([vec![fetch[0].clone()], act].concat())
         .await
         .expect("NOTES commands");
-    assert!(first.success, "NOTES commands failed:\n{}", first.stderr);
     let recipients =
         std::fs::read_to_string(work.path().join("sigil-recipients.txt")).expect("recipients");
     assert!(recipients.contains("age1"), "{recipients}");
     let admin = client(&dev.kubeconfig).await;
     wait_for_secret(&admin, "default", "db-credentials", Duration::from_secs(30)).await;
-    let second = run(look).await.expect("NOTES commands");
-    assert!(second.success, "NOTES commands failed:\n{}", second.stderr);
+    let looked = run_notes(look).await.expect("NOTES commands");
     assert!(
-        second.stdout.contains("db-credentials") && second.stdout.contains("True"),
-        "{}",
-        second.stdout
+        looked.contains("db-credentials") && looked.contains("True"),
+        "{looked}"
     );
 }
 
