@@ -76,6 +76,16 @@ enum Command {
         after_help = "Examples:\n  sigil completions bash > /etc/bash_completion.d/sigil\n  sigil completions zsh > \"${fpath[1]}/_sigil\"\n  sigil completions fish > ~/.config/fish/completions/sigil.fish"
     )]
     Completions(cli::completions::Args),
+    /// Show what applying a folder would change in the cluster (Secret values masked).
+    #[command(
+        after_help = "Examples:\n  sigil diff --path clusters/dev\n  sigil diff --path clusters/prod -n gitops --sync prod --exit-code"
+    )]
+    Diff(cli::diff::Args),
+    /// Report plaintext Secrets in manifests; fails when it finds one.
+    #[command(
+        after_help = "Prints `file:line Secret/name` per plaintext Secret (data/stringData in a kind: Secret).\n\nExamples:\n  sigil scan .\n  sigil scan clusters/ apps/db.yaml\n  # .pre-commit-config.yaml: {id: sigil-scan, entry: sigil scan, language: system, files: '\\.(ya?ml|json)$'}"
+    )]
+    Scan(cli::scan::Args),
 }
 
 #[tokio::main]
@@ -95,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Validate(args) => cli::validate::run(args).await?,
         Command::Keygen(args) => cli::keygen::run(args)?,
         Command::Completions(args) => cli::completions::run(args, Cli::command()),
+        Command::Scan(args) => cli::scan::run(args)?,
+        Command::Diff(args) => cli::diff::run(args).await?,
     }
     Ok(())
 }

@@ -53,8 +53,9 @@ pub struct GitSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
     pub interval: Option<String>,
-    /// Credentials: a Secret with `username`+`password` or `bearerToken` for https, or
-    /// `identity` (private key) and `known_hosts` for ssh.
+    /// Credentials: a Secret with `username`+`password` or `bearerToken` for https (and
+    /// optionally `ca.crt`, extra trusted CA certificates), or `identity` (private key) and
+    /// `known_hosts` for ssh (host keys are always verified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
     /// A Secret whose `token` key verifies webhook calls to `/hooks/{namespace}/{name}`.
@@ -92,6 +93,9 @@ pub struct GitSourceStatus {
     /// The revision fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
+    /// The value of the `sigil.dev/reconcile-requested-at` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A fetched revision.

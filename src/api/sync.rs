@@ -104,6 +104,9 @@ pub struct SyncStatus {
     /// The objects applied from `lastAppliedRevision`; pruning compares against it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory: Vec<InventoryEntry>,
+    /// The value of the `sigil.dev/reconcile-requested-at` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// One applied object.

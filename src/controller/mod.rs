@@ -6,11 +6,13 @@
 
 pub mod context;
 pub mod error;
+pub mod git_source;
 pub mod keyring;
 pub mod leader;
 pub mod metrics;
 pub mod sealed_secret;
 pub mod shard;
+pub mod sync;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -121,7 +123,8 @@ async fn run_controllers(ctx: Arc<Context>) {
     let keys = keyring::KeyringHandle::default();
     let sealing = tokio::spawn(keyring::run(ctx.clone(), keys.clone()));
     let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
+    let gitops = tokio::spawn(sync::run_with_sources(ctx.clone()));
     ctx.set_ready(true);
     ctx.shutdown.cancelled().await;
-    let _ = tokio::join!(sealing, sealed);
+    let _ = tokio::join!(sealing, sealed, gitops);
 }

@@ -262,19 +262,40 @@ fn terminate_namespaces(st: &mut State) -> bool {
     for ns in terminating {
         let name = object::name(&ns).to_string();
         let mut remaining = 0usize;
+        let mut by_resource: Vec<(String, usize)> = Vec::new();
+        let mut by_finalizer: std::collections::BTreeMap<String, usize> = Default::default();
         for rt in st.registry.storage_types() {
             if !rt.namespaced {
                 continue;
             }
-            for obj in st.store.list(&rt.storage, Some(&name)) {
+            let objects = st.store.list(&rt.storage, Some(&name));
+            for obj in &objects {
                 remaining += 1;
-                if object::deletion_timestamp(&obj).is_none() {
+                if object::deletion_timestamp(obj).is_none() {
                     let opts = DeleteOptions::default();
-                    changed |= delete::delete(st, &rt, &name, object::name(&obj), &opts).is_ok();
+                    changed |= delete::delete(st, &rt, &name, object::name(obj), &opts).is_ok();
+                }
+            }
+            // What is still there after this round waits for finalizers.
+            let left: Vec<Arc<Value>> = st.store.list(&rt.storage, Some(&name));
+            if !left.is_empty() {
+                by_resource.push((rt.gr().to_string(), left.len()));
+            }
+            for obj in &left {
+                for f in object::finalizers(obj) {
+                    *by_finalizer.entry(f).or_default() += 1;
                 }
             }
         }
         if remaining > 0 {
+            if let Some(ns_type) = type_of(st, &ns_key)
+                && let Some(current) = st.store.get(&ns_key, "", &name)
+            {
+                let mut new = (*current).clone();
+                new["status"]["conditions"] =
+                    termination_conditions(&current, &by_resource, &by_finalizer);
+                changed |= write::system_update(st, &ns_type, new, Sub::Status, NS_MANAGER);
+            }
             continue;
         }
         let Some(ns_type) = type_of(st, &ns_key) else {
@@ -300,6 +321,90 @@ fn terminate_namespaces(st: &mut State) -> bool {
         }
     }
     changed
+}
+
+/// The conditions the namespace controller reports while content remains.
+fn termination_conditions(
+    ns: &Value,
+    by_resource: &[(String, usize)],
+    by_finalizer: &std::collections::BTreeMap<String, usize>,
+) -> Value {
+    let old = ns["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let now = super::clock::now();
+    let condition = |ty: &str, status: &str, reason: &str, message: String| {
+        let since = old
+            .iter()
+            .find(|c| c["type"] == ty && c["status"] == status)
+            .map(|c| c["lastTransitionTime"].clone())
+            .unwrap_or_else(|| json!(now));
+        json!({"type": ty, "status": status, "lastTransitionTime": since, "reason": reason, "message": message})
+    };
+    let content = if by_resource.is_empty() {
+        condition(
+            "NamespaceContentRemaining",
+            "False",
+            "ContentRemoved",
+            "All content successfully removed".into(),
+        )
+    } else {
+        let list: Vec<String> = by_resource
+            .iter()
+            .map(|(r, n)| format!("{r} has {n} resource instances"))
+            .collect();
+        condition(
+            "NamespaceContentRemaining",
+            "True",
+            "SomeResourcesRemain",
+            format!("Some resources are remaining: {}", list.join(", ")),
+        )
+    };
+    let finalizers = if by_finalizer.is_empty() {
+        condition(
+            "NamespaceFinalizersRemaining",
+            "False",
+            "ContentHasNoFinalizers",
+            "All content-preserving finalizers finished".into(),
+        )
+    } else {
+        let list: Vec<String> = by_finalizer
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect();
+        condition(
+            "NamespaceFinalizersRemaining",
+            "True",
+            "SomeFinalizersRemain",
+            format!(
+                "Some content in the namespace has finalizers remaining: {}",
+                list.join(", ")
+            ),
+        )
+    };
+    json!([
+        condition(
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+            "All resources successfully discovered".into()
+        ),
+        condition(
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+            "All legacy kube types successfully parsed".into()
+        ),
+        condition(
+            "NamespaceDeletionContentFailure",
+            "False",
+            "ContentDeleted",
+            "All content successfully deleted, may be waiting on finalization".into()
+        ),
+        content,
+        finalizers,
+    ])
 }
 
 /// Deleting CRDs lose their custom objects, then their cleanup finalizer.

@@ -509,8 +509,14 @@ fn commit_update(
     if obj == *old {
         return Ok(from_storage(rt, old));
     }
-    let finalized =
-        object::deletion_timestamp(old).is_some() && object::finalizers(&obj).is_empty();
+    // ShouldDeleteDuringUpdate; namespaces also wait for their spec.finalizers.
+    let spec_finalizers = rt.is(Builtin::Namespace)
+        && object::get_path(&obj, "spec.finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+    let finalized = object::deletion_timestamp(old).is_some()
+        && object::finalizers(&obj).is_empty()
+        && !spec_finalizers;
     if opts.dry_run {
         return Ok(from_storage(rt, &obj));
     }
@@ -743,8 +749,8 @@ fn apply(
 }
 
 /// Writes an object the server itself changes (garbage collector, namespace and CRD
-/// cleanup) through `sub`; nothing is written when nothing changed. Returns false when
-/// the object is gone or the write was refused.
+/// cleanup) through `sub`; nothing is written when nothing changed. Returns whether
+/// the stored state changed (written or removed).
 pub fn system_update(
     st: &mut State,
     rt: &ResourceType,
@@ -762,7 +768,12 @@ pub fn system_update(
         object::resource_version(&old).into(),
     );
     let opts = WriteOptions::new(manager);
-    commit_update(st, rt, &old, obj, sub, &opts, Managed::Track).is_ok()
+    if commit_update(st, rt, &old, obj, sub, &opts, Managed::Track).is_err() {
+        return false;
+    }
+    st.store
+        .get(&rt.storage, &ns, &name)
+        .is_none_or(|now| object::resource_version(&now) != object::resource_version(&old))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! other modules add (`/v1/recipients`, `/hooks/...`).
 
 mod health;
+pub mod hooks;
 pub mod recipients;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::controller::{Context, Error};
 pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(hooks::router())
         .merge(recipients::router())
         .with_state(ctx)
 }
@@ -26,8 +28,12 @@ pub async fn serve(ctx: Arc<Context>) -> Result<(), Error> {
         .map_err(|source| Error::Serve { addr, source })?;
     tracing::info!(%addr, "serving health, metrics and webhooks");
     let shutdown = ctx.shutdown.clone();
-    axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|source| Error::Serve { addr, source })
+    // Connection info lets the webhook receiver rate-limit invalid calls per client.
+    axum::serve(
+        listener,
+        router(ctx).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(|source| Error::Serve { addr, source })
 }

@@ -1677,9 +1677,25 @@ async fn namespace_deletion_removes_content_then_the_namespace() {
         (left == ["held"]).then_some(())
     })
     .await;
+    let stuck = eventually(
+        "the namespace reports the finalizer it waits for",
+        || async {
+            let ns = namespaces
+                .get("tmp")
+                .await
+                .expect("the namespace waits for finalizers of its content");
+            let conditions = ns.status.and_then(|s| s.conditions).unwrap_or_default();
+            conditions
+                .into_iter()
+                .find(|c| c.type_ == "NamespaceFinalizersRemaining" && c.status == "True")
+        },
+    )
+    .await;
     assert!(
-        namespaces.get_opt("tmp").await.expect("get").is_some(),
-        "the namespace waits for finalizers of its content"
+        stuck
+            .message
+            .unwrap_or_default()
+            .contains("example.com/hold in 1 resource instances")
     );
     let (code, reason, _) = api_error(namespaces.delete("tmp", &DeleteParams::default()).await);
     assert_eq!((code, reason.as_str()), (409, "Conflict"));

@@ -1,0 +1,235 @@
+//! `sigil diff`: what a Sync would change, a local folder against the live cluster.
+//!
+//! The folder is read, parsed and validated exactly as a Sync reads its Git path (a plaintext
+//! Secret fails here too), then every object is applied with `dryRun=All` so the server says
+//! what would result. With `--sync NAME` the Sync's own settings (target namespace,
+//! ServiceAccount, ownership labels) are used and its inventory tells what would be pruned.
+//! Secret values are never printed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kube::api::Api;
+
+use crate::api::sync::Sync as SyncResource;
+use crate::cli::controller::{ControllerCliError, client};
+use crate::git::TreeLimits;
+use crate::manifests::apply::{ApplyOptions, Mode, Outcome, apply_plan};
+use crate::manifests::diff::object_diff;
+use crate::manifests::object::describe;
+use crate::manifests::parse::parse_files;
+use crate::manifests::plan::{PlanError, plan};
+use crate::manifests::source::{SourceError, read_local};
+use crate::manifests::{Owner, PlanOptions, Resolver, Target, prune};
+
+/// Arguments of `sigil diff`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder (or file) of manifests, as a Sync's `spec.path` would hold them.
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Path to a kubeconfig; without it, KUBECONFIG or the in-cluster config is used.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Sync, and default namespace of the manifests (default: the kubeconfig's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Compare as this Sync: its target namespace, ServiceAccount, labels and inventory (prune).
+    #[arg(long)]
+    pub sync: Option<String>,
+    /// Namespace for namespaced objects that name none (overrides the Sync's).
+    #[arg(long)]
+    pub target_namespace: Option<String>,
+    /// Exit with an error when anything would change (like `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// Why the diff could not be made, or (with `--exit-code`) that there are changes.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error(transparent)]
+    Client(#[from] ControllerCliError),
+    #[error(transparent)]
+    Read(#[from] SourceError),
+    #[error("the manifests would be refused: {0}")]
+    Refused(String),
+    #[error("Sync {namespace}/{name}: {source}")]
+    Sync {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("the server refused the dry run: {0}")]
+    Apply(String),
+    #[error("cannot write the diff: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("{0} object(s) would change")]
+    Changes(usize),
+}
+
+/// What the diff found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub change: usize,
+    pub unchanged: usize,
+    pub prune: usize,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn changes(&self) -> usize {
+        self.create + self.change + self.prune
+    }
+}
+
+/// Runs the diff against `client`, writing it to `out`.
+pub async fn diff(
+    client: kube::Client,
+    args: &Args,
+    out: &mut dyn Write,
+) -> Result<Summary, DiffError> {
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let sync = match &args.sync {
+        Some(name) => Some(
+            Api::<SyncResource>::namespaced(client.clone(), &namespace)
+                .get(name)
+                .await
+                .map_err(|source| DiffError::Sync {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let owner = args.sync.as_ref().map(|name| Owner {
+        namespace: namespace.clone(),
+        name: name.clone(),
+    });
+    let spec = sync.as_ref().map(|s| s.spec.clone()).unwrap_or_default();
+    let files = read_local(&args.path, TreeLimits::default())?;
+    let (manifests, errors) = parse_files(&files);
+    let resolver = Resolver::new(client.clone());
+    let options = PlanOptions {
+        default_namespace: namespace.clone(),
+        target_namespace: args
+            .target_namespace
+            .clone()
+            .or(spec.target_namespace.clone())
+            .filter(|ns| !ns.is_empty()),
+        allow_plaintext_secrets: spec.allow_plaintext_secrets,
+        owner: owner.clone(),
+    };
+    let plan = plan(manifests, errors, &resolver, &options)
+        .await
+        .map_err(|e| match e {
+            PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
+            other => DiffError::Apply(other.to_string()),
+        })?;
+    let target = match spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        Some(account) => Target::as_service_account(client.clone(), &namespace, account),
+        None => Target::new(client.clone()),
+    };
+    let report = apply_plan(
+        &target,
+        &resolver,
+        &plan,
+        ApplyOptions {
+            owner: owner.as_ref(),
+            mode: Mode::DryRun,
+            concurrency: 8,
+            crd_timeout: Duration::from_secs(30),
+        },
+    )
+    .await;
+    if !report.failures.is_empty() {
+        return Err(DiffError::Apply(report.failure_message()));
+    }
+    let mut summary = Summary::default();
+    let mut applied = report.applied;
+    applied.sort_by_key(|a| plan.objects.iter().position(|d| d.entry == a.entry));
+    for object in &applied {
+        let location = plan
+            .objects
+            .iter()
+            .find(|d| d.entry == object.entry)
+            .map(|d| format!("{}:{}", d.file, d.line))
+            .unwrap_or_default();
+        let name = describe(&object.entry);
+        match object.outcome {
+            Outcome::Unchanged => summary.unchanged += 1,
+            Outcome::Skipped => {
+                summary.skipped += 1;
+                writeln!(
+                    out,
+                    "= {name} ({location}): skipped, sigil.dev/reconcile: disabled"
+                )?;
+            }
+            Outcome::Created => {
+                summary.create += 1;
+                writeln!(out, "+ {name} ({location}): would be created")?;
+                if let Some(result) = &object.result {
+                    out.write_all(object_diff(None, result).as_bytes())?;
+                }
+            }
+            Outcome::Configured => {
+                summary.change += 1;
+                writeln!(out, "~ {name} ({location}): would be changed")?;
+                if let Some(result) = &object.result {
+                    out.write_all(object_diff(object.live.as_ref(), result).as_bytes())?;
+                }
+            }
+        }
+    }
+    if let (Some(sync), Some(owner)) = (&sync, &owner)
+        && sync.spec.prune
+    {
+        let previous = sync
+            .status
+            .as_ref()
+            .map(|s| s.inventory.clone())
+            .unwrap_or_default();
+        let pruned = prune::prune(
+            &target,
+            &resolver,
+            &previous,
+            &plan.entries(),
+            owner,
+            Mode::DryRun,
+        )
+        .await;
+        for entry in &pruned.pruned {
+            summary.prune += 1;
+            writeln!(out, "- {}: would be pruned", describe(entry))?;
+        }
+        for (entry, reason) in &pruned.kept {
+            writeln!(out, "= {}: left in place ({reason})", describe(entry))?;
+        }
+    }
+    writeln!(
+        out,
+        "{} to create, {} to change, {} unchanged, {} to prune",
+        summary.create, summary.change, summary.unchanged, summary.prune
+    )?;
+    Ok(summary)
+}
+
+/// Runs `sigil diff`.
+pub async fn run(args: Args) -> Result<(), DiffError> {
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let summary = diff(client, &args, &mut std::io::stdout()).await?;
+    if args.exit_code && summary.changes() > 0 {
+        return Err(DiffError::Changes(summary.changes()));
+    }
+    Ok(())
+}
