@@ -72,8 +72,12 @@ async fn readme_tour_runs_against_sigil_dev() {
     wait_ok(&format!("http://{http}/readyz"), &dev).await;
     let script = blocks.join("\n").replace("127.0.0.1:8080", &http);
 
+    // Run from a scratch folder that sees the repository's examples, as the tour's
+    // `examples/...` paths expect, without writing into the repository.
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path().to_path_buf();
+    std::os::unix::fs::symlink(repo().join("examples"), dir.join("examples"))
+        .expect("link examples/");
     let kubeconfig = dev.kubeconfig.to_str().expect("UTF-8 path").to_string();
     let run = tokio::task::spawn_blocking(move || {
         run_script(
@@ -96,6 +100,9 @@ async fn readme_tour_runs_against_sigil_dev() {
         "age1",                   // sigil fetch-key
         "correct-horse",          // the Secret the controller wrote
         "ScopeMismatch",          // the copied value was refused
+        "Secret/oops",            // sigil scan found the plaintext Secret
+        "main@sha1:",             // the GitSource's revision
+        "tr0ub4dor",              // the sealed secret synced from Git, opened
         "sigil_reconciles_total", // metrics
     ] {
         assert!(
@@ -104,10 +111,12 @@ async fn readme_tour_runs_against_sigil_dev() {
             run.stdout
         );
     }
-    assert!(
-        !dev.log().contains("correct-horse"),
-        "sigil dev logged a plaintext value"
-    );
+    for plaintext in ["correct-horse", "tr0ub4dor"] {
+        assert!(
+            !dev.log().contains(plaintext),
+            "sigil dev logged a plaintext value"
+        );
+    }
 }
 
 /// The subcommands `sigil --help` lists.

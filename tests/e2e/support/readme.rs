@@ -92,6 +92,26 @@ pub fn run(blocks: &[String], dir: &Path, env: &[(&str, String)], limit: Duratio
     stdout
 }
 
+/// Makes `! command` lines fail the script when the command succeeds: under `set -e` bash does
+/// not stop on a negated command, so the line would check nothing.
+pub fn strict(script: &str) -> String {
+    script
+        .lines()
+        .map(|line| match line.strip_prefix("! ") {
+            Some(command) => {
+                // Drop a trailing comment, which would swallow the rest of the `if`.
+                let command = command.split(" # ").next().unwrap_or(command).trim_end();
+                format!(
+                    "if {command}; then echo 'expected to fail: {}' >&2; exit 1; fi",
+                    command.replace('\'', "")
+                )
+            }
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The part of `markdown` under the heading `heading` (e.g. `## Tour`), up to the next heading
 /// of the same or a higher level.
 pub fn section<'a>(markdown: &'a str, heading: &str) -> &'a str {
@@ -116,13 +136,14 @@ pub fn section<'a>(markdown: &'a str, heading: &str) -> &'a str {
     &markdown[start..start + heading.len() + 1 + offset]
 }
 
-/// The programs documentation may call: sigil (this build), kubectl, helm, age.
+/// The programs documentation may call: sigil (this build), kubectl, helm, age, git.
 pub fn doc_programs() -> Vec<PathBuf> {
     vec![
         PathBuf::from(env!("CARGO_BIN_EXE_sigil")),
         tool("kubectl"),
         tool("helm"),
         tool("age"),
+        tool("git"),
     ]
 }
 
@@ -137,7 +158,7 @@ pub struct ScriptRun {
 /// [`doc_programs`]; kills it after `limit`. Blocking: call it from a test thread or
 /// `spawn_blocking`.
 pub fn run_script(script: &str, dir: &Path, env: &[(&str, &str)], limit: Duration) -> ScriptRun {
-    let script = format!("set -euo pipefail\nset -x\n{script}");
+    let script = format!("set -euo pipefail\nset -x\n{}", strict(script));
     let out_path = dir.join("script.out");
     let err_path = dir.join("script.err");
     let mut command = Command::new("bash");
@@ -146,6 +167,7 @@ pub fn run_script(script: &str, dir: &Path, env: &[(&str, &str)], limit: Duratio
         .current_dir(dir)
         .env("PATH", path_with(&doc_programs()))
         .env("HOME", dir)
+        .env("TMPDIR", dir)
         .env("RUST_BACKTRACE", "0")
         .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
         .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
@@ -184,6 +206,14 @@ fn blocks_after_a_not_run_marker_are_skipped() {
     let readme =
         "```sh\na\n```\n<!-- not run: x -->\n```sh\nb\n```\n```text\nc\n```\n```sh\nd\n```\n";
     assert_eq!(shell_blocks(readme), vec!["a\n", "d\n"]);
+}
+
+#[test]
+fn negated_commands_must_fail() {
+    assert_eq!(
+        strict("a\n! grep -q x f # not there\nb"),
+        "a\nif grep -q x f; then echo 'expected to fail: grep -q x f' >&2; exit 1; fi\nb"
+    );
 }
 
 #[test]
