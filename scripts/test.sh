@@ -47,9 +47,9 @@ case $runner in
         # and a hard per-test timeout (.config/nextest.toml). nextest does not run doctests: cargo test
         # --doc does, first, so that nextest's summary is the run's closing line.
         step doctests cargo test --doc
-        step tests cargo nextest run --all-targets --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
+        step tests cargo nextest run --lib --bins --tests --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
         ;;
-    cargo) step tests cargo test --all-targets ;;
+    cargo) step tests cargo test --lib --bins --tests ;;
     *)
         echo "scripts/test.sh: SIGIL_TEST_RUNNER must be nextest or cargo, not '$runner'" >&2
         exit 2

@@ -43,6 +43,15 @@ pub struct Args {
     /// Number of shards the objects are split between (each with its own leader).
     #[arg(long, default_value_t = 1)]
     pub shards: u32,
+    /// ExternalSecrets synced at once; as many more are reserved for new or changed ones.
+    #[arg(long, default_value_t = 10)]
+    pub external_secret_concurrency: u16,
+    /// Requests per second sent to one SecretStore's backend, at most.
+    #[arg(long, default_value_t = 10)]
+    pub store_requests_per_second: u32,
+    /// Secrets rotating within this window restart a workload once (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub reload_debounce: std::time::Duration,
 }
 
 fn parse_duration(
@@ -93,6 +102,9 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
         concurrency: args.concurrency,
         leader_elect: args.leader_elect,
         shard: controller::Shard::new(args.shard, args.shards)?,
+        external_secret_concurrency: args.external_secret_concurrency,
+        store_requests_per_second: args.store_requests_per_second,
+        reload_debounce: args.reload_debounce,
     };
     controller::run(client, options, shutdown_signal()).await?;
     Ok(())

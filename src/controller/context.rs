@@ -18,6 +18,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Cancelled when the process should stop.
     pub shutdown: CancellationToken,
+    /// Restarts workloads using a Secret whose data changed (see [`super::reload`]).
+    pub reloader: super::reload::Reloader,
     ready: AtomicBool,
 }
 
@@ -27,12 +29,14 @@ impl Context {
             controller: crate::api::FIELD_MANAGER.to_string(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let reloader = super::reload::Reloader::new(options.reload_debounce);
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             options,
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
+            reloader,
             ready: AtomicBool::new(false),
         }
     }

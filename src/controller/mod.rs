@@ -6,11 +6,14 @@
 
 pub mod context;
 pub mod error;
+pub mod external_secret;
 pub mod git_source;
 pub mod keyring;
 pub mod leader;
 pub mod metrics;
+pub mod reload;
 pub mod sealed_secret;
+pub mod secret_store;
 pub mod shard;
 pub mod sync;
 
@@ -42,6 +45,12 @@ pub struct Options {
     pub leader_elect: bool,
     /// The part of the objects this process reconciles.
     pub shard: Shard,
+    /// ExternalSecrets synced at once (and as many more for new or changed ones).
+    pub external_secret_concurrency: u16,
+    /// Requests per second sigil sends to one secret store, at most.
+    pub store_requests_per_second: u32,
+    /// Secret changes within this window restart a workload once.
+    pub reload_debounce: Duration,
 }
 
 impl Default for Options {
@@ -55,6 +64,9 @@ impl Default for Options {
             concurrency: 10,
             leader_elect: false,
             shard: Shard::default(),
+            external_secret_concurrency: 10,
+            store_requests_per_second: 10,
+            reload_debounce: Duration::from_secs(10),
         }
     }
 }
@@ -125,6 +137,15 @@ async fn run_controllers(ctx: Arc<Context>) {
     let sealed = tokio::spawn(sealed_secret::run(ctx.clone(), keys));
     let gitops = tokio::spawn(sync::run_with_sources(ctx.clone()));
     ctx.set_ready(true);
+    let reload = tokio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            ctx.reloader
+                .run(ctx.client.clone(), ctx.shutdown.clone())
+                .await
+        }
+    });
+    let external = tokio::spawn(external_secret::run(ctx.clone()));
     ctx.shutdown.cancelled().await;
-    let _ = tokio::join!(sealing, sealed, gitops);
+    let _ = tokio::join!(sealing, sealed, gitops, reload, external);
 }

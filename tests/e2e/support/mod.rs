@@ -2,13 +2,18 @@
 
 pub mod api_proxy;
 pub mod controller;
+pub mod counting_proxy;
 pub mod dev;
+pub mod external;
 pub mod git_http;
 pub mod git_repo;
 pub mod gitops;
 pub mod kube_cli;
+pub mod moto;
 pub mod objects;
 pub mod readme;
+pub mod rvault;
 pub mod sealed;
 pub mod sshd;
 pub mod tools;
+pub mod vault_kv2;

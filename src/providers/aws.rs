@@ -1,0 +1,463 @@
+//! AWS Secrets Manager.
+//!
+//! Reads go through `BatchGetSecretValue`, up to [`BATCH_SIZE`] secrets per
+//! request; a key pinned to a version or stage needs `GetSecretValue` (the batch
+//! call only serves the current version). When a policy does not allow
+//! `secretsmanager:BatchGetSecretValue`, the provider notices the first denial
+//! and reads one secret per request from then on. `find` lists with
+//! `ListSecrets` (tags filtered server-side, then checked exactly together with
+//! the name pattern) and reads the matches in batches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::metrics::StoreCalls;
+use super::{FIND_LIMIT, FindQuery, Provider, ProviderError, RemoteKey, SecretValue};
+use crate::api::secret_store::AwsProvider;
+
+/// The most secrets `BatchGetSecretValue` accepts in one request.
+pub const BATCH_SIZE: usize = 20;
+const LIST_PAGE_SIZE: i32 = 100;
+const MAX_LIST_PAGES: usize = 100;
+const PARALLEL_SINGLE_READS: usize = 4;
+
+/// Static credentials read from the store's credential Secrets.
+pub struct StaticCredentials {
+    pub access_key_id: SecretString,
+    pub secret_access_key: SecretString,
+    pub session_token: Option<SecretString>,
+}
+
+/// A long-lived Secrets Manager client for one store.
+pub struct AwsSecretsManager {
+    client: Client,
+    calls: StoreCalls,
+    batch_denied: AtomicBool,
+}
+
+impl AwsSecretsManager {
+    /// Builds the client: static credentials when given, else the SDK's default
+    /// chain; then `role` is assumed when set.
+    pub async fn new(
+        spec: &AwsProvider,
+        credentials: Option<StaticCredentials>,
+        calls: StoreCalls,
+    ) -> Result<Self, ProviderError> {
+        if spec.region.trim().is_empty() {
+            return Err(ProviderError::Config(
+                "spec.provider.aws.region: must not be empty".into(),
+            ));
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(spec.region.clone()));
+        if let Some(creds) = credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                creds.access_key_id.expose_secret(),
+                creds.secret_access_key.expose_secret(),
+                creds
+                    .session_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_string()),
+                None,
+                "sigil-secret-store",
+            ));
+        }
+        let mut sdk_config = loader.load().await;
+        if let Some(role) = &spec.role {
+            let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("sigil")
+                .configure(&sdk_config)
+                .build()
+                .await;
+            sdk_config = sdk_config
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(assumed),
+                )
+                .build();
+        }
+        let mut config = aws_sdk_secretsmanager::config::Builder::from(&sdk_config);
+        if let Some(endpoint) = &spec.endpoint {
+            validate_endpoint(endpoint)?;
+            config = config.endpoint_url(endpoint);
+        }
+        Ok(Self {
+            client: Client::from_conf(config.build()),
+            calls,
+            batch_denied: AtomicBool::new(false),
+        })
+    }
+
+    async fn get_one(&self, key: &RemoteKey) -> Result<SecretValue, ProviderError> {
+        let mut request = self.client.get_secret_value().secret_id(&key.key);
+        if let Some(version) = key.version.as_deref() {
+            request = match version_id(version) {
+                Some(id) => request.version_id(id),
+                None => request.version_stage(version),
+            };
+        }
+        let result = request
+            .send()
+            .await
+            .map_err(|e| map_error(&e, &key.key))
+            .and_then(|out| {
+                value_of(
+                    out.secret_string(),
+                    out.secret_binary().map(|b| b.as_ref()),
+                    &key.key,
+                )
+            });
+        self.calls.observe(result)
+    }
+
+    /// One `BatchGetSecretValue` for at most [`BATCH_SIZE`] ids (following pages).
+    async fn get_batch(&self, ids: &[&str]) -> Vec<Result<SecretValue, ProviderError>> {
+        let mut found: HashMap<String, SecretValue> = HashMap::new();
+        let mut failed: HashMap<String, ProviderError> = HashMap::new();
+        let mut next_token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let response = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(ids.iter().map(|s| s.to_string()).collect()))
+                .set_next_token(next_token.take())
+                .send()
+                .await;
+            let output = match response {
+                Ok(output) => {
+                    self.calls.record("success");
+                    output
+                }
+                Err(error) => {
+                    let mapped = map_error(&error, &ids.join(", "));
+                    self.calls.record(mapped.outcome());
+                    if matches!(mapped, ProviderError::Denied { .. }) {
+                        tracing::info!(
+                            "BatchGetSecretValue denied; reading secrets one by one from now on"
+                        );
+                        self.batch_denied.store(true, Ordering::Relaxed);
+                        return self.get_each(ids).await;
+                    }
+                    return ids.iter().map(|_| Err(mapped.clone())).collect();
+                }
+            };
+            for entry in output.secret_values() {
+                let value = value_of(
+                    entry.secret_string(),
+                    entry.secret_binary().map(|b| b.as_ref()),
+                    entry.name().unwrap_or_default(),
+                );
+                for id in ids {
+                    if entry.name() == Some(*id) || entry.arn() == Some(*id) {
+                        match &value {
+                            Ok(v) => {
+                                found.insert(id.to_string(), v.clone());
+                            }
+                            Err(e) => {
+                                failed.insert(id.to_string(), e.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            for error in output.errors() {
+                let id = error.secret_id().unwrap_or_default().to_string();
+                let mapped = map_code(error.error_code(), error.message().unwrap_or_default(), &id);
+                failed.insert(id, mapped);
+            }
+            next_token = output.next_token().map(str::to_string);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        ids.iter()
+            .map(|id| match found.get(*id) {
+                Some(value) => Ok(value.clone()),
+                None => Err(failed
+                    .remove(*id)
+                    .unwrap_or_else(|| ProviderError::NotFound {
+                        key: id.to_string(),
+                    })),
+            })
+            .collect()
+    }
+
+    async fn get_each(&self, ids: &[&str]) -> Vec<Result<SecretValue, ProviderError>> {
+        let keys: Vec<RemoteKey> = ids.iter().map(|id| RemoteKey::new(*id, None)).collect();
+        let reads: Vec<_> = keys.iter().map(|key| self.get_one(key)).collect();
+        futures::stream::iter(reads)
+            .buffered(PARALLEL_SINGLE_READS)
+            .collect()
+            .await
+    }
+
+    async fn list(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
+        let pattern = query
+            .name_regexp
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))?;
+        let mut filters = Vec::new();
+        for (key, value) in &query.tags {
+            filters.push(filter(FilterNameStringType::TagKey, key));
+            filters.push(filter(FilterNameStringType::TagValue, value));
+        }
+        let mut names = Vec::new();
+        let mut next_token: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self
+                .client
+                .list_secrets()
+                .max_results(LIST_PAGE_SIZE)
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_next_token(next_token.take())
+                .send()
+                .await
+                .map_err(|e| map_error(&e, "ListSecrets"));
+            let page = self.calls.observe(page)?;
+            for entry in page.secret_list() {
+                let Some(name) = entry.name() else { continue };
+                let tags_match = query.tags.iter().all(|(k, v)| {
+                    entry
+                        .tags()
+                        .iter()
+                        .any(|t| t.key() == Some(k.as_str()) && t.value() == Some(v.as_str()))
+                });
+                let name_matches = pattern.as_ref().is_none_or(|p| p.is_match(name));
+                if tags_match && name_matches {
+                    names.push(name.to_string());
+                }
+            }
+            if names.len() > FIND_LIMIT {
+                return Err(ProviderError::Config(format!(
+                    "find matches more than {FIND_LIMIT} secrets; narrow the name or tags"
+                )));
+            }
+            next_token = page.next_token().map(str::to_string);
+            if next_token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+impl Provider for AwsSecretsManager {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    fn batch_size(&self) -> usize {
+        BATCH_SIZE
+    }
+
+    fn validate(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let result = self
+                .client
+                .list_secrets()
+                .max_results(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| map_error(&e, "ListSecrets"));
+            match self.calls.observe(result) {
+                // The signature was accepted; the policy only forbids listing.
+                Err(ProviderError::Denied { .. }) => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [RemoteKey],
+    ) -> BoxFuture<'a, Vec<Result<SecretValue, ProviderError>>> {
+        Box::pin(async move {
+            let mut results: Vec<Option<Result<SecretValue, ProviderError>>> =
+                keys.iter().map(|_| None).collect();
+            let batched: Vec<usize> = (0..keys.len())
+                .filter(|&i| keys[i].version.is_none())
+                .collect();
+            if !self.batch_denied.load(Ordering::Relaxed) {
+                for chunk in batched.chunks(BATCH_SIZE) {
+                    let ids: Vec<&str> = chunk.iter().map(|&i| keys[i].key.as_str()).collect();
+                    for (&i, result) in chunk.iter().zip(self.get_batch(&ids).await) {
+                        results[i] = Some(result);
+                    }
+                }
+            }
+            let single: Vec<usize> = (0..keys.len()).filter(|&i| results[i].is_none()).collect();
+            let reads: Vec<_> = single.iter().map(|&i| self.get_one(&keys[i])).collect();
+            let reads = futures::stream::iter(reads)
+                .buffered(PARALLEL_SINGLE_READS)
+                .collect::<Vec<_>>()
+                .await;
+            for (&i, result) in single.iter().zip(reads) {
+                results[i] = Some(result);
+            }
+            results
+                .into_iter()
+                .zip(keys)
+                .map(|(result, key)| {
+                    result.unwrap_or_else(|| {
+                        Err(ProviderError::Backend(format!("{key}: no result returned")))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn find<'a>(
+        &'a self,
+        query: &'a FindQuery,
+    ) -> BoxFuture<'a, Result<Vec<(String, SecretValue)>, ProviderError>> {
+        Box::pin(async move {
+            let names = self.list(query).await?;
+            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
+            let values = self.get_many(&keys).await;
+            names
+                .into_iter()
+                .zip(values)
+                .filter_map(|(name, value)| match value {
+                    Ok(value) => Some(Ok((name, value))),
+                    // Deleted between listing and reading.
+                    Err(ProviderError::NotFound { .. }) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect()
+        })
+    }
+}
+
+fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
+    let parsed: http::Uri = endpoint.parse().map_err(|e| {
+        ProviderError::Config(format!("spec.provider.aws.endpoint: {endpoint:?}: {e}"))
+    })?;
+    match parsed.scheme_str() {
+        Some("http" | "https") if parsed.host().is_some() => Ok(()),
+        _ => Err(ProviderError::Config(format!(
+            "spec.provider.aws.endpoint: {endpoint:?}: expected an http(s) URL"
+        ))),
+    }
+}
+
+/// `uuid:<id>` (or External Secrets Operator's `uuid/<id>`) selects a version id;
+/// anything else is a stage such as `AWSCURRENT` or `AWSPREVIOUS`.
+fn version_id(version: &str) -> Option<&str> {
+    version
+        .strip_prefix("uuid:")
+        .or_else(|| version.strip_prefix("uuid/"))
+}
+
+fn filter(key: FilterNameStringType, value: &str) -> Filter {
+    Filter::builder().key(key).values(value).build()
+}
+
+fn value_of(
+    string: Option<&str>,
+    binary: Option<&[u8]>,
+    key: &str,
+) -> Result<SecretValue, ProviderError> {
+    match (string, binary) {
+        (Some(text), _) => Ok(SecretValue::new(text.as_bytes().to_vec())),
+        (None, Some(bytes)) => Ok(SecretValue::new(bytes.to_vec())),
+        (None, None) => Err(ProviderError::Value {
+            key: key.to_string(),
+            message: "the secret has neither SecretString nor SecretBinary".into(),
+        }),
+    }
+}
+
+fn map_error<E>(error: &E, key: &str) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error.code() {
+        Some(code) => map_code(Some(code), error.message().unwrap_or_default(), key),
+        None => ProviderError::Backend(format!("{key}: {}", DisplayErrorContext(error))),
+    }
+}
+
+fn map_code(code: Option<&str>, message: &str, key: &str) -> ProviderError {
+    let code = code.unwrap_or("Unknown");
+    let detail = if message.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code}: {message}")
+    };
+    match code {
+        "ResourceNotFoundException" => ProviderError::NotFound {
+            key: key.to_string(),
+        },
+        "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => ProviderError::Denied {
+            key: key.to_string(),
+            message: detail,
+        },
+        "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "ExpiredTokenException"
+        | "ExpiredToken"
+        | "MissingAuthenticationToken" => ProviderError::Auth(detail),
+        "ThrottlingException"
+        | "Throttling"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => ProviderError::Throttled(detail),
+        "InvalidParameterException" | "InvalidRequestException" | "ValidationException" => {
+            ProviderError::Value {
+                key: key.to_string(),
+                message: detail,
+            }
+        }
+        _ => ProviderError::Backend(format!("{key}: {detail}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_select_ids_or_stages() {
+        assert_eq!(version_id("uuid:1234"), Some("1234"));
+        assert_eq!(version_id("uuid/1234"), Some("1234"));
+        assert_eq!(version_id("AWSPREVIOUS"), None);
+    }
+
+    #[test]
+    fn error_codes_map_to_kinds() {
+        assert!(matches!(
+            map_code(Some("ResourceNotFoundException"), "gone", "db"),
+            ProviderError::NotFound { key } if key == "db"
+        ));
+        assert!(matches!(
+            map_code(Some("UnrecognizedClientException"), "bad token", "db"),
+            ProviderError::Auth(_)
+        ));
+        assert!(map_code(Some("ThrottlingException"), "", "db").is_transient());
+        assert!(!map_code(Some("AccessDeniedException"), "", "db").is_transient());
+    }
+
+    #[test]
+    fn endpoints_must_be_http_urls() {
+        assert!(validate_endpoint("http://127.0.0.1:4566").is_ok());
+        assert!(validate_endpoint("https://secretsmanager.eu-west-1.amazonaws.com").is_ok());
+        assert!(validate_endpoint("ftp://x").is_err());
+        assert!(validate_endpoint("not a url").is_err());
+    }
+}

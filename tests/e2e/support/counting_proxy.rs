@@ -1,0 +1,151 @@
+//! An HTTP proxy that counts requests on their way to a test server (moto,
+//! RustyVault) and can play an outage.
+//!
+//! Requests are counted per AWS action (the `X-Amz-Target` header, e.g.
+//! `BatchGetSecretValue`) or, without that header, per `METHOD /path`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Default)]
+struct ProxyState {
+    counts: Mutex<BTreeMap<String, u64>>,
+    /// When each BatchGetSecretValue arrived, to split calls into rounds.
+    batch_times: Mutex<Vec<Instant>>,
+    down: AtomicBool,
+}
+
+/// Counts requests per action on their way to `upstream`.
+pub struct CountingProxy {
+    pub endpoint: String,
+    state: Arc<ProxyState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingProxy {
+    pub async fn start(upstream: &str) -> Self {
+        let state = Arc::new(ProxyState::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr: SocketAddr = listener.local_addr().expect("proxy address");
+        let http = reqwest::Client::new();
+        let upstream = upstream.to_string();
+        let handler_state = state.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let state = handler_state.clone();
+            let http = http.clone();
+            let upstream = upstream.clone();
+            async move { forward(state, http, upstream, request).await }
+        });
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            endpoint: format!("http://{addr}"),
+            state,
+            task,
+        }
+    }
+
+    /// Requests seen for an action: `BatchGetSecretValue`, or `POST /v1/auth/approle/login`.
+    pub fn count(&self, action: &str) -> u64 {
+        self.state
+            .counts
+            .lock()
+            .expect("counts")
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every action and its count.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.state.counts.lock().expect("counts").clone()
+    }
+
+    /// Arrival times of BatchGetSecretValue requests.
+    pub fn batch_times(&self) -> Vec<Instant> {
+        self.state.batch_times.lock().expect("times").clone()
+    }
+
+    /// Makes every request fail with 503 (true) or pass again (false).
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    state: Arc<ProxyState>,
+    http: reqwest::Client,
+    upstream: String,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let action = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+        .unwrap_or_else(|| format!("{} {}", parts.method, parts.uri.path()));
+    *state
+        .counts
+        .lock()
+        .expect("counts")
+        .entry(action.clone())
+        .or_default() += 1;
+    if action == "BatchGetSecretValue" {
+        state
+            .batch_times
+            .lock()
+            .expect("times")
+            .push(Instant::now());
+    }
+    if state.down.load(Ordering::SeqCst) {
+        return (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/x-amz-json-1.1")],
+            r#"{"__type":"ServiceUnavailable","message":"test outage"}"#,
+        )
+            .into_response();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+        return http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut outgoing = http.request(parts.method.clone(), format!("{upstream}{path}"));
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.body(bytes).send().await {
+        Ok(response) => {
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap_or_default();
+            let mut answer = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+                    answer.headers_mut().insert(name, value.clone());
+                }
+            }
+            answer
+        }
+        Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
+    }
+}
