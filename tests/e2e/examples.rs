@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::controller::free_port;
 use crate::support::dev::DevProcess;
-use crate::support::readme::{run_script, section, shell_blocks};
+use crate::support::moto::{self, Moto, aws_stand_in};
+use crate::support::readme::{doc_programs, path_with, run_script, section, shell_blocks};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,14 +79,24 @@ async fn readme_tour_runs_against_sigil_dev() {
     let dir = work.path().to_path_buf();
     std::os::unix::fs::symlink(repo().join("examples"), dir.join("examples"))
         .expect("link examples/");
-    let kubeconfig = dev.kubeconfig.to_str().expect("UTF-8 path").to_string();
+    // AWS: moto, the variables the tour tells users to set for it, and an `aws` command.
+    let moto = Moto::start().await;
+    let aws = aws_stand_in(&dir.join("bin"));
+    let path = path_with(&[vec![aws], doc_programs()].concat());
+    let env: Vec<(String, String)> = vec![
+        ("KUBECONFIG".into(), dev.kubeconfig.display().to_string()),
+        ("PATH".into(), path),
+        ("AWS_ENDPOINT_URL".into(), moto.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID".into(), moto::ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            moto::SECRET_ACCESS_KEY.into(),
+        ),
+        ("AWS_DEFAULT_REGION".into(), moto::REGION.into()),
+    ];
     let run = tokio::task::spawn_blocking(move || {
-        run_script(
-            &script,
-            &dir,
-            &[("KUBECONFIG", &kubeconfig)],
-            Duration::from_secs(180),
-        )
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_script(&script, &dir, &env, Duration::from_secs(240))
     })
     .await
     .expect("the tour ran");
@@ -97,9 +108,10 @@ async fn readme_tour_runs_against_sigil_dev() {
         dev.log()
     );
     for expected in [
-        "age1",                   // sigil fetch-key
-        "correct-horse",          // the Secret the controller wrote
-        "ScopeMismatch",          // the copied value was refused
+        "age1",                                                // sigil fetch-key
+        "correct-horse",                                       // the Secret the controller wrote
+        "ScopeMismatch",                                       // the copied value was refused
+        "postgres://shop:battery-horse@db.internal:5432/shop", // the ExternalSecret's Secret
         "Secret/oops",            // sigil scan found the plaintext Secret
         "main@sha1:",             // the GitSource's revision
         "tr0ub4dor",              // the sealed secret synced from Git, opened
@@ -111,7 +123,7 @@ async fn readme_tour_runs_against_sigil_dev() {
             run.stdout
         );
     }
-    for plaintext in ["correct-horse", "tr0ub4dor"] {
+    for plaintext in ["correct-horse", "tr0ub4dor", "battery-horse"] {
         assert!(
             !dev.log().contains(plaintext),
             "sigil dev logged a plaintext value"
