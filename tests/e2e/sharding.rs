@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 use sigil::api::git_source::GitSource;
 use sigil::api::sync::Sync as SyncResource;
+use sigil::api::{ExternalSecret, SecretStore};
 use sigil::controller::Shard;
 
 use crate::ha::{APPS, Replica, dev_without_controller, wait_for_holder};
@@ -20,6 +21,7 @@ use crate::support::controller::lease_holder;
 use crate::support::dev::DevProcess;
 use crate::support::git_repo::GitRepo;
 use crate::support::kube_cli::helm_template;
+use crate::support::moto::{self, Moto};
 use crate::support::objects::{create_sealed_secret, wait_for_recipients, wait_for_secret};
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -347,5 +349,81 @@ async fn two_shards_split_the_git_sources_and_syncs() {
         ];
         only_the_owner_writes(&replicas, sync, shard, &paths).await;
         only_the_owner_writes(&replicas, &format!("{sync}-config"), shard, &[]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_external_secrets() {
+    let (dev, client) = dev_without_controller().await;
+    let replicas = start_two_shards(&dev, &client).await;
+
+    let moto = Moto::start().await;
+    let aws = moto.client().await;
+    let names: Vec<String> = (0..8).map(|n| format!("es-{n}")).collect();
+    for index in 0..2 {
+        assert!(
+            names.iter().any(|n| owner(APPS, n) == index),
+            "shard {index} owns some of {names:?}"
+        );
+    }
+    for name in &names {
+        moto::create(
+            &aws,
+            &format!("sharded/{name}"),
+            &format!("value-of-{name}"),
+            &[],
+        )
+        .await;
+    }
+    let credentials: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "aws-credentials", "namespace": APPS},
+        "stringData": {"access-key": moto::ACCESS_KEY_ID, "secret-key": moto::SECRET_ACCESS_KEY}
+    }))
+    .expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), APPS)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials");
+    let store: SecretStore = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: {APPS}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {}\n      endpoint: {}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
+        moto::REGION,
+        moto.endpoint
+    ))
+    .expect("a SecretStore");
+    Api::<SecretStore>::namespaced(client.clone(), APPS)
+        .create(&PostParams::default(), &store)
+        .await
+        .expect("create the SecretStore");
+    for name in &names {
+        let external: ExternalSecret = sigil::yaml::from_str(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata:\n  name: {name}\n  namespace: {APPS}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target: {{name: {name}}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: sharded/{name}}}\n"
+        ))
+        .expect("an ExternalSecret");
+        Api::<ExternalSecret>::namespaced(client.clone(), APPS)
+            .create(&PostParams::default(), &external)
+            .await
+            .expect("create an ExternalSecret");
+    }
+    for name in &names {
+        wait_for_secret(&client, APPS, name, Duration::from_secs(60)).await;
+    }
+
+    only_the_owner_writes(
+        &replicas,
+        "aws",
+        owner(APPS, "aws"),
+        &[format!(
+            "/apis/sigil.dev/v1alpha1/namespaces/{APPS}/secretstores/aws/status"
+        )],
+    )
+    .await;
+    for name in &names {
+        let paths = [
+            format!("/api/v1/namespaces/{APPS}/secrets/{name}"),
+            format!("/apis/sigil.dev/v1alpha1/namespaces/{APPS}/externalsecrets/{name}/status"),
+        ];
+        only_the_owner_writes(&replicas, name, owner(APPS, name), &paths).await;
     }
 }
