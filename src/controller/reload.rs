@@ -60,24 +60,13 @@ impl Reloader {
         }
     }
 
-    /// For controllers that keep no fingerprint of their own (SealedSecrets):
-    /// call after replacing the data of an existing Secret with `after`, giving
-    /// the data it held `before`. Reports a change only when they differ.
-    pub fn data_replaced<'a>(
+    /// A keyed fingerprint of Secret data, for controllers that keep none of their
+    /// own (SealedSecrets): compare the live data's with the new data's and call
+    /// [`Reloader::secret_changed`] after a write that changed it.
+    pub fn fingerprint<'a>(
         &self,
-        namespace: &str,
-        secret: &str,
-        before: impl IntoIterator<Item = (&'a String, &'a [u8])>,
-        after: impl IntoIterator<Item = (&'a String, &'a [u8])>,
-    ) {
-        let old = self.fingerprint(before);
-        let new = self.fingerprint(after);
-        if old != new {
-            self.secret_changed(namespace, secret, &new);
-        }
-    }
-
-    fn fingerprint<'a>(&self, data: impl IntoIterator<Item = (&'a String, &'a [u8])>) -> String {
+        data: impl IntoIterator<Item = (&'a String, &'a [u8])>,
+    ) -> String {
         use hmac::Mac;
         let mut sorted: Vec<(&String, &[u8])> = data.into_iter().collect();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -359,14 +348,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replaced_data_is_reported_only_when_it_differs() {
+    async fn fingerprints_tell_data_apart_and_changes_reach_the_restarter() {
         let reloader = Reloader::new(Duration::from_secs(1));
         let mut rx = reloader.rx.lock().expect("lock").take().expect("receiver");
         let key = "password".to_string();
-        let same: Vec<(&String, &[u8])> = vec![(&key, b"pw-1")];
-        reloader.data_replaced("app", "db", same.clone(), same.clone());
-        assert!(rx.try_recv().is_err(), "unchanged data reports nothing");
-        reloader.data_replaced("app", "db", same, vec![(&key, &b"pw-2"[..])]);
+        let one = reloader.fingerprint(vec![(&key, &b"pw-1"[..])]);
+        assert_eq!(one, reloader.fingerprint(vec![(&key, &b"pw-1"[..])]));
+        let two = reloader.fingerprint(vec![(&key, &b"pw-2"[..])]);
+        assert_ne!(one, two);
+        reloader.secret_changed("app", "db", &two);
         let change = rx.try_recv().expect("a change");
         assert_eq!(
             (change.namespace.as_str(), change.secret.as_str()),

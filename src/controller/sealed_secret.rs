@@ -252,9 +252,15 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         message: format!("cannot read Secret {namespace}/{name}: {e}"),
     })?;
     let mut desired = desired_secret(object, &opened);
+    // The live data's fingerprint, so that a write replacing it can roll the workloads using it.
+    let mut replaced_fingerprint = None;
     let wrote = match live {
         Some(mut live) => {
             let decision = decide(object, &live, &desired, &opened);
+            if matches!(decision, Decision::Apply | Decision::Recreate) {
+                let live_data = live.data.iter().flatten().map(|(k, v)| (k, v.0.as_slice()));
+                replaced_fingerprint = Some(ctx.reloader.fingerprint(live_data));
+            }
             wipe(&mut live);
             match decision {
                 Decision::NotOurs => {
@@ -291,6 +297,14 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         reason: reason::APPLY_FAILED,
         message: format!("cannot apply Secret {namespace}/{name}: {e}"),
     })?;
+    if let Some(before) = replaced_fingerprint {
+        let after = ctx
+            .reloader
+            .fingerprint(opened.data.iter().map(|(k, v)| (k, v.expose_secret())));
+        if after != before {
+            ctx.reloader.secret_changed(&namespace, &name, &after);
+        }
+    }
     Ok(Synced { fingerprint, wrote })
 }
 

@@ -687,3 +687,68 @@ fn acceptance_seal_piped_into_kubectl_apply_gives_the_secret_within_seconds() {
     let secrets = plaintexts();
     bed.assert_no_plaintext(&secrets.iter().map(Vec::as_slice).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_new_sealed_value_restarts_opted_in_workloads_but_the_first_sync_does_not() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let bed = Bed::start(|o| o.reload_debounce = Duration::from_millis(500));
+    let sealed_with = |value: &str| -> SealedSecret {
+        let secret = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: api, namespace: prod}}\nstringData: {{token: {value}}}\n"
+        );
+        serde_json::from_slice(&bed.sigil_ok(&["seal", "-o", "json"], secret.as_bytes()))
+            .expect("a SealedSecret")
+    };
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "prod", "annotations": {"sigil.dev/reload": "true"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "example/web:1",
+                    "envFrom": [{"secretRef": {"name": "api"}}]}]}
+            }
+        }
+    }))
+    .expect("a Deployment");
+    let restarted = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("sigil.dev/secrets-hmac").cloned())
+    };
+    bed.block_on(async {
+        let deployments: Api<Deployment> = Api::namespaced(bed.client.clone(), "prod");
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .expect("create Deployment");
+        create(&bed, &sealed_with("first-token-1f2e")).await;
+        wait_ready(&bed, "prod", "api", "True", "Unsealed").await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let web = deployments.get("web").await.expect("web");
+        assert_eq!(restarted(&web), None, "the first sync restarts nothing");
+
+        let mut resealed = sealed_with("second-token-9a8b");
+        let api: Api<SealedSecret> = Api::namespaced(bed.client.clone(), "prod");
+        resealed.metadata.resource_version = api
+            .get("api")
+            .await
+            .expect("SealedSecret")
+            .metadata
+            .resource_version;
+        api.replace("api", &PostParams::default(), &resealed)
+            .await
+            .expect("replace SealedSecret");
+        eventually("web restarted after the new value", || async {
+            let web = deployments.get("web").await.ok()?;
+            restarted(&web)
+        })
+        .await;
+        let live = secret(&bed, "prod", "api").await.expect("Secret");
+        assert_eq!(data(&live)["token"], b"second-token-9a8b");
+    });
+    bed.assert_no_plaintext(&[b"first-token-1f2e", b"second-token-9a8b"]);
+}
