@@ -112,6 +112,7 @@ async fn receive(
     body: &[u8],
 ) -> Response {
     if let Some(wait) = limiter.blocked(client) {
+        ctx.metrics.webhook_call("rate_limited");
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
@@ -123,6 +124,7 @@ async fn receive(
         Ok(()) => {}
         Err(Refused::Api(err)) => {
             tracing::warn!(gitsource = %format!("{namespace}/{name}"), error = %err, "webhook: cannot check the call");
+            ctx.metrics.webhook_call("unavailable");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot check the call now\n",
@@ -131,6 +133,7 @@ async fn receive(
         }
         Err(reason) => {
             limiter.failed(client);
+            ctx.metrics.webhook_call("unauthorized");
             tracing::info!(gitsource = %format!("{namespace}/{name}"), %client, %reason, "webhook call refused");
             return (StatusCode::UNAUTHORIZED, "invalid webhook call\n").into_response();
         }
@@ -143,10 +146,12 @@ async fn receive(
     {
         Ok(_) => {
             tracing::info!(gitsource = %format!("{namespace}/{name}"), "webhook: fetch requested");
+            ctx.metrics.webhook_call("accepted");
             (StatusCode::ACCEPTED, "fetch requested\n").into_response()
         }
         Err(err) => {
             tracing::warn!(gitsource = %format!("{namespace}/{name}"), error = %err, "webhook: cannot request a fetch");
+            ctx.metrics.webhook_call("unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot request a fetch now\n",
