@@ -179,6 +179,11 @@ async fn reconcile(source: Arc<GitSource>, state: Arc<State>) -> Result<Action, 
             Some(err.reason()),
         ),
     };
+    ctx.metrics.git_fetch(match &result {
+        Ok(fetched) if fetched.downloaded => "fetched",
+        Ok(_) => "unchanged",
+        Err(err) => err.reason(),
+    });
     match &result {
         Ok(fetched) if fetched.downloaded => {
             tracing::info!(source = %key, revision = %fetched.revision, "fetched a new revision")

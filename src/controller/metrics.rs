@@ -22,6 +22,12 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of an outcome or action: a fixed word (`fetched`, `created`, `unauthorized`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
@@ -32,6 +38,9 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    git_fetches: Family<OutcomeLabels, Counter>,
+    applied_objects: Family<OutcomeLabels, Counter>,
+    webhook_calls: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,11 +67,32 @@ impl Default for Metrics {
             "How long reconciles took",
             durations.clone(),
         );
+        let git_fetches = Family::<OutcomeLabels, Counter>::default();
+        let applied_objects = Family::<OutcomeLabels, Counter>::default();
+        let webhook_calls = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "git_fetches",
+            "GitSource fetches by outcome: fetched, unchanged, or the failure reason",
+            git_fetches.clone(),
+        );
+        registry.register(
+            "applied_objects",
+            "Objects Syncs handled, by outcome: created, configured, unchanged, skipped, pruned",
+            applied_objects.clone(),
+        );
+        registry.register(
+            "webhook_calls",
+            "Webhook calls by outcome: accepted, unauthorized, rate_limited, unavailable",
+            webhook_calls.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reconciles,
             errors,
             durations,
+            git_fetches,
+            applied_objects,
+            webhook_calls,
         }
     }
 }
@@ -85,6 +115,35 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records one GitSource fetch; `outcome` is a fixed word or reason.
+    pub fn git_fetch(&self, outcome: &str) {
+        self.git_fetches
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records `count` objects a Sync handled with `outcome` (created, configured, ...).
+    pub fn objects_applied(&self, outcome: &str, count: usize) {
+        if count > 0 {
+            self.applied_objects
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.to_string(),
+                })
+                .inc_by(count as u64);
+        }
+    }
+
+    /// Records one webhook call.
+    pub fn webhook_call(&self, outcome: &str) {
+        self.webhook_calls
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// Lets a controller register series of its own.
@@ -129,5 +188,33 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn git_sync_and_webhook_series_count_by_outcome() {
+        let metrics = Metrics::default();
+        metrics.git_fetch("fetched");
+        metrics.git_fetch("unchanged");
+        metrics.git_fetch("unchanged");
+        metrics.objects_applied("created", 3);
+        metrics.objects_applied("pruned", 0);
+        metrics.webhook_call("unauthorized");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"sigil_git_fetches_total{outcome="unchanged"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sigil_applied_objects_total{outcome="created"} 3"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"outcome="pruned""#),
+            "zero counts add no series: {text}"
+        );
+        assert!(
+            text.contains(r#"sigil_webhook_calls_total{outcome="unauthorized"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -131,6 +131,7 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
     ctx.metrics.register(|registry| {
         registry.register_collector(Box::new(ByKey {
             store: store.clone(),
+            shard: ctx.options.shard,
         }));
     });
     let keyring_changes = futures::stream::unfold(keys.subscribe(), |mut receiver| async move {
@@ -579,12 +580,17 @@ struct KeyLabels {
 #[derive(Debug)]
 struct ByKey {
     store: Store<SealedSecret>,
+    /// Only this process's shard counts, so that the shards' series add up.
+    shard: crate::controller::Shard,
 }
 
 impl Collector for ByKey {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for object in self.store.state() {
+            if !self.shard.owns_object(object.as_ref()) {
+                continue;
+            }
             let key = object
                 .status
                 .as_ref()

@@ -281,6 +281,7 @@ async fn check(
             )
         }
     };
+    let started = std::time::Instant::now();
     let outcome = match providers
         .provider(&ctx.client, key, &provider_spec, true)
         .await
@@ -299,6 +300,9 @@ async fn check(
         Err(error) => ConditionUpdate::not_ready(REASON_VALIDATION_FAILED, error.to_string()),
     };
     let ok = outcome.is_ok();
+    let error_reason = (!ok).then_some(update.reason);
+    ctx.metrics
+        .reconciled("secretstore", started.elapsed(), error_reason);
     if let Err(error) = &outcome {
         tracing::info!(store = %key, %error, "store check failed");
     }

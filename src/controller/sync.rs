@@ -211,6 +211,17 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
         mark_reconciling(ctx, &sync, &revision).await?;
     }
     let outcome = run_revision(&state, &sync, &source, &revision, &key).await;
+    if let Some((counts, pruned)) = &outcome.counts {
+        for (what, count) in [
+            ("created", counts.created),
+            ("configured", counts.configured),
+            ("unchanged", counts.unchanged),
+            ("skipped", counts.skipped),
+            ("pruned", *pruned),
+        ] {
+            ctx.metrics.objects_applied(what, count);
+        }
+    }
     write_status(ctx, &sync, &outcome, Some(&revision), requested).await?;
     ctx.metrics.reconciled(
         CONTROLLER,

@@ -113,6 +113,7 @@ async fn receive(
     body: &[u8],
 ) -> Response {
     if let Some(wait) = limiter.blocked(client) {
+        ctx.metrics.webhook_call("rate_limited");
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
@@ -124,6 +125,7 @@ async fn receive(
         Ok(()) => {}
         Err(Refused::Api(err)) => {
             tracing::warn!(gitsource = %format!("{namespace}/{name}"), error = %err, "webhook: cannot check the call");
+            ctx.metrics.webhook_call("unavailable");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot check the call now\n",
@@ -132,6 +134,7 @@ async fn receive(
         }
         Err(reason) => {
             limiter.failed(client);
+            ctx.metrics.webhook_call("unauthorized");
             tracing::info!(gitsource = %format!("{namespace}/{name}"), %client, %reason, "webhook call refused");
             return (StatusCode::UNAUTHORIZED, "invalid webhook call\n").into_response();
         }
@@ -144,10 +147,12 @@ async fn receive(
     {
         Ok(_) => {
             tracing::info!(gitsource = %format!("{namespace}/{name}"), "webhook: fetch requested");
+            ctx.metrics.webhook_call("accepted");
             (StatusCode::ACCEPTED, "fetch requested\n").into_response()
         }
         Err(err) => {
             tracing::warn!(gitsource = %format!("{namespace}/{name}"), error = %err, "webhook: cannot request a fetch");
+            ctx.metrics.webhook_call("unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot request a fetch now\n",

@@ -311,8 +311,21 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         .expect("create the ExternalSecret");
     wait_for_secret(&client, "apps", "db-from-aws", Duration::from_secs(60)).await;
 
+    // A webhook call without a valid signature.
+    let refused = reqwest::Client::new()
+        .post(format!("{url}/hooks/apps/fleet"))
+        .header("X-Hub-Signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .expect("webhook call");
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
     let exposition = metrics_until(&url, "reconciles of every controller", |e| {
         e.value("sigil_reconcile_errors_total", &[("controller", SEALED)]) >= 1.0
+            && e.value("sigil_reconciles_total", &[("controller", "secretstore")]) >= 1.0
+            && e.value("sigil_git_fetches_total", &[("outcome", "fetched")]) >= 1.0
+            && e.value("sigil_applied_objects_total", &[("outcome", "created")]) >= 1.0
             && e.value("sigil_reconciles_total", &[("controller", GIT_SOURCE)]) >= 1.0
             && e.value("sigil_reconciles_total", &[("controller", SYNC)]) >= 1.0
             && e.value("sigil_reconciles_total", &[("controller", EXTERNAL)]) >= 1.0
@@ -371,6 +384,20 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
     assert_eq!(opened[0].value, 1.0);
     assert_eq!(
         exposition.value("sigil_sealedsecrets", &[("key", "none")]),
+        1.0
+    );
+
+    // Git fetches, applied objects and webhook calls, by outcome.
+    assert_eq!(exposition.kind("sigil_git_fetches"), Some("counter"));
+    assert_eq!(exposition.kind("sigil_applied_objects"), Some("counter"));
+    assert_eq!(
+        exposition.value("sigil_applied_objects_total", &[("outcome", "created")]),
+        1.0,
+        "one ConfigMap created"
+    );
+    assert_eq!(exposition.kind("sigil_webhook_calls"), Some("counter"));
+    assert_eq!(
+        exposition.value("sigil_webhook_calls_total", &[("outcome", "unauthorized")]),
         1.0
     );
 

@@ -254,12 +254,30 @@ async fn two_shards_lead_on_their_own_leases_and_split_the_sealed_secrets() {
         shard_1_system_writes.is_empty(),
         "{shard_1_system_writes:?}"
     );
+    let mut counted = Vec::new();
     for (index, replica) in replicas.iter().enumerate() {
         assert!(
             replica.reconciles().await > 0.0,
             "shard {index} reconciled its share"
         );
+        let (_, text) = replica.process.metrics().await;
+        let sealed: f64 = text
+            .lines()
+            .filter(|line| line.starts_with("sigil_sealedsecrets{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        let owned = names.iter().filter(|n| owner(APPS, n) == index).count();
+        assert_eq!(
+            sealed as usize, owned,
+            "shard {index} counts only its own SealedSecrets"
+        );
+        counted.push(sealed);
     }
+    assert_eq!(
+        counted.iter().sum::<f64>() as usize,
+        names.len(),
+        "the shards' series add up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
