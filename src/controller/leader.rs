@@ -104,8 +104,17 @@ fn lease_spec(
     }
 }
 
+/// Why an attempt to acquire or renew did not complete.
+#[derive(Debug, thiserror::Error)]
+enum RenewError {
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+}
+
 /// One attempt to acquire or renew; true when we hold the lease afterwards.
-async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, kube::Error> {
+async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, RenewError> {
     let now = jiff::Timestamp::now();
     let current = api.get_opt(&config.lease_name).await?;
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
@@ -134,7 +143,7 @@ async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, kube:
         Ok(_) => Ok(true),
         // Someone else wrote the lease first (409 on a stale resourceVersion or on create).
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -175,7 +184,10 @@ pub async fn acquire(
 ) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     loop {
-        match try_hold(&api, &config).await {
+        let attempt = tokio::time::timeout(config.renew_every, try_hold(&api, &config))
+            .await
+            .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
+        match attempt {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => {
@@ -210,7 +222,11 @@ async fn keep_renewing(
             _ = step_down.cancelled() => return release(&api, &config).await,
             _ = tokio::time::sleep(config.renew_every) => {}
         }
-        match try_hold(&api, &config).await {
+        // Bounded: a hanging API server must not keep us writing past the lease.
+        let attempt = tokio::time::timeout(config.renew_every, try_hold(&api, &config))
+            .await
+            .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
+        match attempt {
             Ok(true) => last_renewal = tokio::time::Instant::now(),
             Ok(false) => {
                 tracing::warn!(lease = %config.lease_name, "leadership lost to another replica");

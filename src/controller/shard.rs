@@ -2,6 +2,7 @@
 //! by a stable hash of namespace/name, the way Argo CD and Flux scale out.
 //! Each shard elects its own leader on its own Lease.
 
+use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 /// Which part of the objects this process reconciles.
@@ -53,6 +54,13 @@ impl Shard {
         self.owns(object.namespace().as_deref(), &object.name_any())
     }
 
+    /// Whether this shard reconciles `sync`. A Sync goes with its GitSource (same namespace,
+    /// `spec.sourceRef.name`), so the process that fetched a revision into its Git cache is the
+    /// one that applies it, and a repository is fetched by one shard only.
+    pub fn owns_sync(&self, sync: &crate::api::sync::Sync) -> bool {
+        self.owns(sync.namespace().as_deref(), &sync.spec.source_ref.name)
+    }
+
     /// The Lease this shard's replicas elect a leader on.
     pub fn lease_name(&self) -> String {
         if self.count <= 1 {
@@ -81,6 +89,35 @@ mod tests {
         }
         for count in per_shard {
             assert!((800..1200).contains(&count), "uneven split {per_shard:?}");
+        }
+    }
+
+    #[test]
+    fn a_sync_belongs_to_the_shard_of_its_git_source() {
+        let sync = |name: &str, source: &str| -> crate::api::sync::Sync {
+            let mut sync = crate::api::sync::Sync::new(
+                name,
+                crate::api::sync::SyncSpec {
+                    source_ref: crate::api::sync::SourceRef {
+                        kind: "GitSource".to_string(),
+                        name: source.to_string(),
+                    },
+                    ..Default::default()
+                },
+            );
+            sync.metadata.namespace = Some("apps".to_string());
+            sync
+        };
+        for n in 0..50 {
+            let (name, source) = (format!("sync-{n}"), format!("repo-{}", n % 7));
+            for index in 0..3 {
+                let shard = Shard::new(index, 3).expect("valid");
+                assert_eq!(
+                    shard.owns_sync(&sync(&name, &source)),
+                    shard.owns(Some("apps"), &source),
+                    "{name} follows {source}"
+                );
+            }
         }
     }
 

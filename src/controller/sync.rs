@@ -154,7 +154,7 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
     let namespace = sync.namespace().unwrap_or_default();
     let name = sync.name_any();
     let key = format!("{namespace}/{name}");
-    if !ctx.owns(&*sync) || sync.meta().deletion_timestamp.is_some() {
+    if !ctx.options.shard.owns_sync(&sync) || sync.meta().deletion_timestamp.is_some() {
         state.schedule.forget(&key);
         state.healer.untrack(&key);
         return Ok(Action::await_change());

@@ -644,7 +644,7 @@ fn notes_tell_how_to_fetch_the_key_and_seal_a_first_secret() {
     let out = text(&output);
     let notes = out.split("NOTES:").nth(1).expect("NOTES section");
     assert!(
-        notes.contains(&format!("sigil fetch-key -n {NS}")),
+        notes.contains(&format!("sigil fetch-key --controller-namespace {NS}")),
         "{notes}"
     );
     assert!(notes.contains("| sigil seal --recipients-file"), "{notes}");

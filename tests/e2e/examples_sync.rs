@@ -5,50 +5,14 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::dev::DevProcess;
+use crate::support::readme::{shell_blocks, strict};
 use crate::support::tools::tool;
-
-/// The `sh` blocks of a Markdown file, in order.
-fn sh_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```sh") => current = Some(String::new()),
-            (Some(_), "```") => blocks.extend(current.take()),
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
-
-/// `! command` must fail: under `set -e` bash would not stop if it succeeded, so make it explicit.
-fn strict(script: &str) -> String {
-    script
-        .lines()
-        .map(|line| match line.strip_prefix("! ") {
-            Some(command) => {
-                // Drop a trailing comment, which would swallow the rest of the `if`.
-                let command = command.split(" # ").next().unwrap_or(command).trim_end();
-                format!(
-                    "if {command}; then echo 'expected to fail: {}' >&2; exit 1; fi",
-                    command.replace('\'', "")
-                )
-            }
-            None => line.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 #[test]
 fn the_sync_walk_through_runs_as_written() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("examples/sync/README.md")).expect("README");
-    let blocks = sh_blocks(&readme);
+    let blocks = shell_blocks(&readme);
     assert!(blocks.len() >= 5, "walk-through blocks: {}", blocks.len());
     let script = format!("set -euo pipefail\n{}", strict(&blocks.join("\n")));
 

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::moto::{self, Moto};
+use crate::support::moto::{self, Moto, aws_stand_in};
 use crate::support::readme;
 use crate::support::rvault::RustyVault;
 use crate::support::sealed::Bed;
@@ -31,38 +31,6 @@ fn copy_files(from: &Path, to: &Path) {
             std::fs::copy(&path, to.join(path.file_name().expect("name"))).expect("copy");
         }
     }
-}
-
-/// An `aws` stand-in for the two Secrets Manager calls of the walk-through,
-/// forwarded to `AWS_ENDPOINT_URL` with boto3 (installed with moto).
-fn aws_stand_in(bin: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let moto_server = std::fs::canonicalize(tool("moto_server")).expect("moto_server path");
-    let python = moto_server.parent().expect("venv bin").join("python3");
-    let script = format!(
-        r#"#!{python}
-import os, sys
-import boto3
-args = sys.argv[1:]
-if len(args) < 2 or args[0] != "secretsmanager":
-    sys.exit("this stand-in only knows: aws secretsmanager create-secret|put-secret-value")
-options = dict(zip(args[2::2], args[3::2]))
-client = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
-                      region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-if args[1] == "create-secret":
-    client.create_secret(Name=options["--name"], SecretString=options["--secret-string"])
-elif args[1] == "put-secret-value":
-    client.put_secret_value(SecretId=options["--secret-id"], SecretString=options["--secret-string"])
-else:
-    sys.exit("unsupported: " + args[1])
-"#,
-        python = python.display()
-    );
-    std::fs::create_dir_all(bin).expect("bin dir");
-    let path = bin.join("aws");
-    std::fs::write(&path, script).expect("write aws stand-in");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    path
 }
 
 #[test]

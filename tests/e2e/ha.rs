@@ -311,3 +311,41 @@ async fn sigterm_releases_the_lease_so_the_standby_takes_over_at_once() {
         standby.proxy.writes()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_stops_before_its_lease_can_be_taken() {
+    let (dev, client) = dev_without_controller().await;
+    let (mut leader, standby) = leader_and_standby(&dev, &client).await;
+
+    // The leader's API server stops answering (its renewals hang), the standby's does not.
+    let cut = Instant::now();
+    leader.proxy.stall(true);
+    let status = leader.process.wait_exit(Duration::from_secs(15)).await;
+    let stopped = cut.elapsed();
+    assert!(
+        !status.success(),
+        "a leader that cannot renew exits with an error ({status}):\n{}",
+        leader.process.log()
+    );
+    let took = wait_for_takeover(&client, &standby, cut, FAILOVER_LIMIT).await;
+    println!(
+        "partitioned leader exited after {:.1} s; the standby took over after {:.1} s",
+        stopped.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    assert!(
+        stopped < took,
+        "the old leader ({stopped:?}) must stop before the new one starts ({took:?})"
+    );
+    // When the partition heals, nothing the old leader queued reaches the API server.
+    leader.proxy.stall(false);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        leader.proxy.writes_since(cut).is_empty(),
+        "{:?}",
+        leader.proxy.writes_since(cut)
+    );
+    create_sealed_secret(&client, &dev.kubeconfig, APPS, "after", "two").await;
+    wait_for_secret(&client, APPS, "after", Duration::from_secs(20)).await;
+    assert!(standby.wrote("/namespaces/apps/secrets/after").await);
+}

@@ -13,6 +13,7 @@ use crate::support::kube_cli::{KubeCli, chart_dir};
 use crate::support::objects::{
     create_namespace, create_sealed_secret, wait_for_recipients, wait_for_secret,
 };
+use crate::support::readme::{doc_programs, path_with, run};
 
 const NS: &str = "sigil-system";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:sigil-system:sigil";
@@ -65,6 +66,69 @@ fn deployment_args(deployment: &Value) -> Vec<String> {
         "{args:?}"
     );
     args[1..].to_vec()
+}
+
+/// The indented command lines of the NOTES paragraph that starts with `heading`, joined (a line
+/// ending in `\` continues on the next).
+fn notes_block(notes: &str, heading: &str) -> Vec<String> {
+    let after = notes
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("NOTES have {heading:?}:\n{notes}"))
+        .1;
+    let mut commands: Vec<String> = Vec::new();
+    let mut continued = false;
+    for line in after.lines().skip(1).skip_while(|l| l.trim().is_empty()) {
+        if !line.starts_with("  ") {
+            break;
+        }
+        if continued {
+            if let Some(last) = commands.last_mut() {
+                last.push('\n');
+                last.push_str(line);
+            }
+        } else {
+            commands.push(line.trim().to_string());
+        }
+        continued = line.ends_with('\\');
+    }
+    commands
+}
+
+/// Runs what the chart's NOTES tell a user to do first, against the running controller:
+/// fetch the recipients, seal a Secret with them, apply it, and look at the result.
+async fn notes_commands_work(notes: &str, dev: &DevProcess) {
+    let fetch = notes_block(notes, "1. Fetch");
+    assert!(fetch[0].starts_with("sigil fetch-key"), "{fetch:?}");
+    let seal = notes_block(notes, "2. Seal");
+    let (look, act): (Vec<String>, Vec<String>) =
+        seal.into_iter().partition(|c| c.contains(" get "));
+    assert!(!act.is_empty() && !look.is_empty(), "{notes}");
+    let work = tempfile::tempdir().expect("temp dir");
+    let env = vec![
+        (
+            "KUBECONFIG",
+            dev.kubeconfig.to_str().expect("UTF-8 path").to_string(),
+        ),
+        ("PATH", path_with(&doc_programs())),
+    ];
+    let run_notes = |commands: Vec<String>| {
+        let dir = work.path().to_path_buf();
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || run(&commands, &dir, &env, Duration::from_secs(60)))
+    };
+    run_notes([vec![fetch[0].clone()], act].concat())
+        .await
+        .expect("NOTES commands");
+    let recipients =
+        std::fs::read_to_string(work.path().join("sigil-recipients.txt")).expect("recipients");
+    assert!(recipients.contains("age1"), "{recipients}");
+    let admin = client(&dev.kubeconfig).await;
+    wait_for_secret(&admin, "default", "db-credentials", Duration::from_secs(30)).await;
+    let looked = run_notes(look).await.expect("NOTES commands");
+    assert!(
+        looked.contains("db-credentials") && looked.contains("True"),
+        "{looked}"
+    );
 }
 
 fn assert_exists(cli: &KubeCli, args: &[&str]) -> Value {
@@ -191,6 +255,7 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
         "--timeout=30s",
     ]);
     assert!(ready.contains("condition met"), "{ready}");
+    notes_commands_work(&notes, &dev).await;
     let events = cli.kubectl_json(&["-n", "apps", "get", "events.events.k8s.io"]);
     assert!(
         events["items"]

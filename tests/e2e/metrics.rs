@@ -5,12 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
+use sigil::api::git_source::GitSource;
 use sigil::api::sealed_secret::SealedSecret;
+use sigil::api::sync::Sync as SyncResource;
+use sigil::api::{ExternalSecret, SecretStore};
 
 use crate::support::controller::{client, free_port};
 use crate::support::dev::DevProcess;
+use crate::support::git_repo::GitRepo;
+use crate::support::moto::{self, Moto};
 use crate::support::objects::{
     create_namespace, create_sealed_secret, wait_for_recipients, wait_for_secret,
 };
@@ -192,6 +198,9 @@ async fn metrics_until(url: &str, what: &str, done: impl Fn(&Exposition) -> bool
 }
 
 const SEALED: &str = "sealedsecret";
+const GIT_SOURCE: &str = "gitsource";
+const SYNC: &str = "sync";
+const EXTERNAL: &str = "externalsecret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
@@ -221,8 +230,92 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         .await
         .expect("create the broken SealedSecret");
 
-    let exposition = metrics_until(&url, "a failed sealedsecret reconcile", |e| {
+    // Manifest sync: a GitSource over file:// and a Sync of one folder.
+    let repo_dir = tempfile::tempdir().expect("temp dir");
+    let repo = GitRepo::init(&repo_dir.path().join("fleet"));
+    repo.write(
+        "apps/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: apps\ndata:\n  mode: fast\n",
+    );
+    repo.commit("settings");
+    let source: GitSource = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\n  namespace: apps\nspec:\n  url: {}\n  ref:\n    branch: main\n  interval: 1m\n",
+        repo.url()
+    ))
+    .expect("a GitSource");
+    Api::<GitSource>::namespaced(client.clone(), "apps")
+        .create(&PostParams::default(), &source)
+        .await
+        .expect("create the GitSource");
+    let sync: SyncResource = sigil::yaml::from_str(
+        "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: apps\n  namespace: apps\nspec:\n  sourceRef:\n    kind: GitSource\n    name: fleet\n  path: apps\n  interval: 1m\n  prune: true\n",
+    )
+    .expect("a Sync");
+    Api::<SyncResource>::namespaced(client.clone(), "apps")
+        .create(&PostParams::default(), &sync)
+        .await
+        .expect("create the Sync");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "apps");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while config_maps
+        .get_opt("settings")
+        .await
+        .expect("read")
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the Sync never applied:\n{}",
+            dev.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // External secrets: a SecretStore for moto (the AWS emulator) and an ExternalSecret.
+    let moto = Moto::start().await;
+    moto::create(
+        &moto.client().await,
+        "prod/metrics/db",
+        r#"{"password":"metrics-aws-value-9b2e"}"#,
+        &[],
+    )
+    .await;
+    let credentials: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "aws-credentials", "namespace": "apps"},
+        "stringData": {"access-key": moto::ACCESS_KEY_ID, "secret-key": moto::SECRET_ACCESS_KEY}
+    }))
+    .expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), "apps")
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials");
+    let store: SecretStore = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: apps\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {}\n      endpoint: {}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
+        moto::REGION,
+        moto.endpoint
+    ))
+    .expect("a SecretStore");
+    Api::<SecretStore>::namespaced(client.clone(), "apps")
+        .create(&PostParams::default(), &store)
+        .await
+        .expect("create the SecretStore");
+    let external: ExternalSecret = sigil::yaml::from_str(
+        "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata:\n  name: db\n  namespace: apps\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: aws, kind: SecretStore}\n  target: {name: db-from-aws}\n  data:\n    - secretKey: password\n      remoteRef: {key: prod/metrics/db, property: password}\n",
+    )
+    .expect("an ExternalSecret");
+    Api::<ExternalSecret>::namespaced(client.clone(), "apps")
+        .create(&PostParams::default(), &external)
+        .await
+        .expect("create the ExternalSecret");
+    wait_for_secret(&client, "apps", "db-from-aws", Duration::from_secs(60)).await;
+
+    let exposition = metrics_until(&url, "reconciles of every controller", |e| {
         e.value("sigil_reconcile_errors_total", &[("controller", SEALED)]) >= 1.0
+            && e.value("sigil_reconciles_total", &[("controller", GIT_SOURCE)]) >= 1.0
+            && e.value("sigil_reconciles_total", &[("controller", SYNC)]) >= 1.0
+            && e.value("sigil_reconciles_total", &[("controller", EXTERNAL)]) >= 1.0
     })
     .await;
     let (content_type, text) = get_metrics(&url).await;
@@ -230,7 +323,9 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
-    assert!(!text.contains(plaintext), "no secret value in /metrics");
+    for value in [plaintext, "metrics-aws-value-9b2e"] {
+        assert!(!text.contains(value), "no secret value in /metrics");
+    }
 
     // Per controller: reconcile count, errors by reason, duration histogram.
     assert_eq!(exposition.kind("sigil_reconciles"), Some("counter"));
@@ -247,16 +342,21 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         exposition.kind("sigil_reconcile_duration_seconds"),
         Some("histogram")
     );
-    let count = exposition.value(
-        "sigil_reconcile_duration_seconds_count",
-        &[("controller", SEALED)],
-    );
-    assert!(count >= 2.0);
-    let infinite = exposition.value(
-        "sigil_reconcile_duration_seconds_bucket",
-        &[("controller", SEALED), ("le", "+Inf")],
-    );
-    assert_eq!(infinite, count, "the +Inf bucket counts every reconcile");
+    for controller in [SEALED, GIT_SOURCE, SYNC, EXTERNAL] {
+        let count = exposition.value(
+            "sigil_reconcile_duration_seconds_count",
+            &[("controller", controller)],
+        );
+        assert!(count >= 1.0, "{controller} reconciles are timed");
+        let infinite = exposition.value(
+            "sigil_reconcile_duration_seconds_bucket",
+            &[("controller", controller), ("le", "+Inf")],
+        );
+        assert_eq!(
+            infinite, count,
+            "the +Inf bucket counts every {controller} reconcile"
+        );
+    }
 
     // Sealing keys in use, and SealedSecrets per key (none: not opened).
     assert_eq!(exposition.kind("sigil_sealing_keys"), Some("gauge"));
@@ -272,5 +372,20 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
     assert_eq!(
         exposition.value("sigil_sealedsecrets", &[("key", "none")]),
         1.0
+    );
+
+    // Backend calls by store, provider and outcome.
+    assert_eq!(exposition.kind("sigil_backend_calls"), Some("counter"));
+    assert!(
+        exposition.value(
+            "sigil_backend_calls_total",
+            &[
+                ("store", "SecretStore/apps/aws"),
+                ("provider", "aws"),
+                ("outcome", "success"),
+            ],
+        ) >= 1.0,
+        "{:?}",
+        exposition.find("sigil_backend_calls_total", &[])
     );
 }

@@ -5,51 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::readme::{path_with, shell_blocks};
 use crate::support::sealed::Bed;
 use crate::support::tools::tool;
 
 fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sealed-secret")
-}
-
-/// The `sh` blocks of a README, except those right after a `<!-- not run` comment.
-fn shell_blocks(readme: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut skip_next = false;
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match &mut current {
-            Some(block) if line.trim_start() == "```" => {
-                if !skip_next {
-                    blocks.push(std::mem::take(block));
-                }
-                skip_next = false;
-                current = None;
-            }
-            Some(block) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            None if line.trim_start().starts_with("<!-- not run") => skip_next = true,
-            None if line.trim_start() == "```sh" => current = Some(String::new()),
-            None => {}
-        }
-    }
-    blocks
-}
-
-fn path_with(programs: &[PathBuf]) -> String {
-    let mut dirs: Vec<PathBuf> = programs
-        .iter()
-        .filter_map(|p| p.parent().map(Path::to_path_buf))
-        .collect();
-    dirs.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(dirs)
-        .expect("PATH")
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[test]
@@ -127,11 +88,4 @@ fn readme_walk_through_runs() {
     assert!(stdout.lines().any(|l| l == "admin"), "{stdout}");
     // The controller never logged the example's plaintext.
     bed.assert_no_plaintext(&[b"correct-horse-battery-staple"]);
-}
-
-#[test]
-fn blocks_after_a_not_run_marker_are_skipped() {
-    let readme =
-        "```sh\na\n```\n<!-- not run: x -->\n```sh\nb\n```\n```text\nc\n```\n```sh\nd\n```\n";
-    assert_eq!(shell_blocks(readme), vec!["a\n", "d\n"]);
 }

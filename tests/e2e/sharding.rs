@@ -5,12 +5,23 @@
 
 use std::time::Duration;
 
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::Value;
+use sigil::api::git_source::GitSource;
+use sigil::api::sync::Sync as SyncResource;
+use sigil::api::{ExternalSecret, SecretStore};
 use sigil::controller::Shard;
 
 use crate::ha::{APPS, Replica, dev_without_controller, wait_for_holder};
 use crate::support::controller::lease_holder;
+use crate::support::dev::DevProcess;
+use crate::support::git_repo::GitRepo;
 use crate::support::kube_cli::helm_template;
+use crate::support::moto::{self, Moto};
 use crate::support::objects::{create_sealed_secret, wait_for_recipients, wait_for_secret};
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -138,42 +149,79 @@ fn chart_args(shards: u32, index: usize) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_shards_lead_on_their_own_leases_and_split_the_sealed_secrets() {
-    let (dev, client) = dev_without_controller().await;
+/// Two controllers started with the chart's arguments for shards 0 and 1, once each leads its
+/// shard's Lease.
+async fn start_two_shards(dev: &DevProcess, client: &kube::Client) -> Vec<Replica> {
     let mut replicas = Vec::new();
     for index in 0..2 {
         let args = chart_args(2, index);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        replicas.push(Replica::start(&dev, &format!("shard-{index}"), &args).await);
+        replicas.push(Replica::start(dev, &format!("shard-{index}"), &args).await);
     }
     for index in 0..2 {
         let lease = format!("sigil-controller-shard-{index}");
-        let holder = wait_for_holder(&client, &lease, &["shard-0", "shard-1"]).await;
+        let holder = wait_for_holder(client, &lease, &["shard-0", "shard-1"]).await;
         assert_eq!(holder, format!("shard-{index}"), "{lease}");
     }
     assert_eq!(
-        lease_holder(&client, "sigil-controller").await,
+        lease_holder(client, "sigil-controller").await,
         None,
         "sharded controllers do not use the unsharded lease"
     );
+    replicas
+}
+
+/// Which of two shards owns `namespace/name`.
+fn owner(namespace: &str, name: &str) -> usize {
+    (0..2)
+        .position(|i| {
+            Shard::new(i, 2)
+                .expect("valid shard")
+                .owns(Some(namespace), name)
+        })
+        .expect("an owner")
+}
+
+/// Asserts that the owner of `name` wrote every path of `paths` and the other shard wrote
+/// nothing whose path ends in `/name` or passes through `/name/`.
+async fn only_the_owner_writes(replicas: &[Replica], name: &str, owner: usize, paths: &[String]) {
+    for (index, replica) in replicas.iter().enumerate() {
+        if index == owner {
+            for path in paths {
+                assert!(
+                    replica.wrote_path(path).await,
+                    "shard {index} writes {path}: {:?}",
+                    replica.writes_besides_lease("")
+                );
+            }
+        } else {
+            let touched: Vec<String> = replica
+                .writes_besides_lease("")
+                .into_iter()
+                .filter(|w| {
+                    let path = w.split('?').next().unwrap_or_default();
+                    path.ends_with(&format!("/{name}")) || path.contains(&format!("/{name}/"))
+                })
+                .collect();
+            assert!(
+                touched.is_empty(),
+                "shard {index} must leave {name} alone: {touched:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_lead_on_their_own_leases_and_split_the_sealed_secrets() {
+    let (dev, client) = dev_without_controller().await;
+    let replicas = start_two_shards(&dev, &client).await;
 
     // Objects whose names hash to both shards.
     wait_for_recipients(&client, Duration::from_secs(20)).await;
     let names: Vec<String> = (0..10).map(|n| format!("item-{n}")).collect();
-    let shards = [
-        Shard::new(0, 2).expect("shard 0"),
-        Shard::new(1, 2).expect("shard 1"),
-    ];
-    let owner = |name: &str| {
-        shards
-            .iter()
-            .position(|s| s.owns(Some(APPS), name))
-            .expect("an owner")
-    };
     for index in 0..2 {
         assert!(
-            names.iter().any(|n| owner(n) == index),
+            names.iter().any(|n| owner(APPS, n) == index),
             "shard {index} owns some of {names:?}"
         );
     }
@@ -185,31 +233,11 @@ async fn two_shards_lead_on_their_own_leases_and_split_the_sealed_secrets() {
     }
 
     for name in &names {
-        let secret = format!("/api/v1/namespaces/{APPS}/secrets/{name}");
-        let status =
-            format!("/apis/sigil.dev/v1alpha1/namespaces/{APPS}/sealedsecrets/{name}/status");
-        for (index, replica) in replicas.iter().enumerate() {
-            if owner(name) == index {
-                assert!(
-                    replica.wrote_path(&secret).await && replica.wrote_path(&status).await,
-                    "shard {index} writes {name}'s Secret and status: {:?}",
-                    replica.writes_besides_lease("")
-                );
-            } else {
-                let touched: Vec<String> = replica
-                    .writes_besides_lease("")
-                    .into_iter()
-                    .filter(|w| {
-                        let path = w.split('?').next().unwrap_or_default();
-                        path.ends_with(&format!("/{name}")) || path.contains(&format!("/{name}/"))
-                    })
-                    .collect();
-                assert!(
-                    touched.is_empty(),
-                    "shard {index} must leave {name} alone: {touched:?}"
-                );
-            }
-        }
+        let paths = [
+            format!("/api/v1/namespaces/{APPS}/secrets/{name}"),
+            format!("/apis/sigil.dev/v1alpha1/namespaces/{APPS}/sealedsecrets/{name}/status"),
+        ];
+        only_the_owner_writes(&replicas, name, owner(APPS, name), &paths).await;
     }
     // Only shard 0 makes keys and publishes recipients; the other only reads them.
     assert!(
@@ -231,5 +259,171 @@ async fn two_shards_lead_on_their_own_leases_and_split_the_sealed_secrets() {
             replica.reconciles().await > 0.0,
             "shard {index} reconciled its share"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_git_sources_and_syncs() {
+    let (dev, client) = dev_without_controller().await;
+    let replicas = start_two_shards(&dev, &client).await;
+
+    // One repository, a folder per Sync, each applying one ConfigMap; each Sync has a
+    // GitSource of its own (the same URL), and goes to that GitSource's shard.
+    let repo_dir = tempfile::tempdir().expect("temp dir");
+    let repo = GitRepo::init(&repo_dir.path().join("fleet"));
+    let syncs: Vec<String> = (0..6).map(|n| format!("sync-{n}")).collect();
+    let source_of = |sync: &str| sync.replace("sync-", "fleet-");
+    for sync in &syncs {
+        repo.write(
+            &format!("{sync}/config.yaml"),
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {sync}-config\n  namespace: {APPS}\ndata:\n  from: {sync}\n"),
+        );
+    }
+    repo.commit("one folder per sync");
+    for index in 0..2 {
+        assert!(
+            syncs.iter().any(|s| owner(APPS, &source_of(s)) == index),
+            "shard {index} owns some of {syncs:?}"
+        );
+    }
+    for sync in &syncs {
+        let source: GitSource = sigil::yaml::from_str(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: {}\n  namespace: {APPS}\nspec:\n  url: {}\n  ref:\n    branch: main\n  interval: 1m\n",
+            source_of(sync),
+            repo.url()
+        ))
+        .expect("a GitSource");
+        Api::<GitSource>::namespaced(client.clone(), APPS)
+            .create(&PostParams::default(), &source)
+            .await
+            .expect("create a GitSource");
+        let object: SyncResource = sigil::yaml::from_str(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: {sync}\n  namespace: {APPS}\nspec:\n  sourceRef:\n    kind: GitSource\n    name: {}\n  path: {sync}\n  interval: 1m\n  prune: true\n",
+            source_of(sync)
+        ))
+        .expect("a Sync");
+        Api::<SyncResource>::namespaced(client.clone(), APPS)
+            .create(&PostParams::default(), &object)
+            .await
+            .expect("create a Sync");
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), APPS);
+    for sync in &syncs {
+        let name = format!("{sync}-config");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while config_maps.get_opt(&name).await.expect("read").is_none() {
+            if Instant::now() >= deadline {
+                let source = Api::<GitSource>::namespaced(client.clone(), APPS)
+                    .get("fleet")
+                    .await
+                    .map(|s| format!("{:?}", s.status));
+                let stuck = Api::<SyncResource>::namespaced(client.clone(), APPS)
+                    .get(sync)
+                    .await
+                    .map(|s| format!("{:?}", s.status));
+                panic!(
+                    "{sync} never applied: source {source:?}, sync {stuck:?}\n{}\n{}",
+                    replicas[0].process.log(),
+                    replicas[1].process.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    for sync in &syncs {
+        let source = source_of(sync);
+        let shard = owner(APPS, &source);
+        only_the_owner_writes(
+            &replicas,
+            &source,
+            shard,
+            &[format!(
+                "/apis/sigil.dev/v1alpha1/namespaces/{APPS}/gitsources/{source}/status"
+            )],
+        )
+        .await;
+        let paths = [
+            format!("/apis/sigil.dev/v1alpha1/namespaces/{APPS}/syncs/{sync}/status"),
+            format!("/api/v1/namespaces/{APPS}/configmaps/{sync}-config"),
+        ];
+        only_the_owner_writes(&replicas, sync, shard, &paths).await;
+        only_the_owner_writes(&replicas, &format!("{sync}-config"), shard, &[]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_the_external_secrets() {
+    let (dev, client) = dev_without_controller().await;
+    let replicas = start_two_shards(&dev, &client).await;
+
+    let moto = Moto::start().await;
+    let aws = moto.client().await;
+    let names: Vec<String> = (0..8).map(|n| format!("es-{n}")).collect();
+    for index in 0..2 {
+        assert!(
+            names.iter().any(|n| owner(APPS, n) == index),
+            "shard {index} owns some of {names:?}"
+        );
+    }
+    for name in &names {
+        moto::create(
+            &aws,
+            &format!("sharded/{name}"),
+            &format!("value-of-{name}"),
+            &[],
+        )
+        .await;
+    }
+    let credentials: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "aws-credentials", "namespace": APPS},
+        "stringData": {"access-key": moto::ACCESS_KEY_ID, "secret-key": moto::SECRET_ACCESS_KEY}
+    }))
+    .expect("a Secret");
+    Api::<Secret>::namespaced(client.clone(), APPS)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials");
+    let store: SecretStore = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: {APPS}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {}\n      endpoint: {}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
+        moto::REGION,
+        moto.endpoint
+    ))
+    .expect("a SecretStore");
+    Api::<SecretStore>::namespaced(client.clone(), APPS)
+        .create(&PostParams::default(), &store)
+        .await
+        .expect("create the SecretStore");
+    for name in &names {
+        let external: ExternalSecret = sigil::yaml::from_str(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata:\n  name: {name}\n  namespace: {APPS}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target: {{name: {name}}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: sharded/{name}}}\n"
+        ))
+        .expect("an ExternalSecret");
+        Api::<ExternalSecret>::namespaced(client.clone(), APPS)
+            .create(&PostParams::default(), &external)
+            .await
+            .expect("create an ExternalSecret");
+    }
+    for name in &names {
+        wait_for_secret(&client, APPS, name, Duration::from_secs(60)).await;
+    }
+
+    only_the_owner_writes(
+        &replicas,
+        "aws",
+        owner(APPS, "aws"),
+        &[format!(
+            "/apis/sigil.dev/v1alpha1/namespaces/{APPS}/secretstores/aws/status"
+        )],
+    )
+    .await;
+    for name in &names {
+        let paths = [
+            format!("/api/v1/namespaces/{APPS}/secrets/{name}"),
+            format!("/apis/sigil.dev/v1alpha1/namespaces/{APPS}/externalsecrets/{name}/status"),
+        ];
+        only_the_owner_writes(&replicas, name, owner(APPS, name), &paths).await;
     }
 }

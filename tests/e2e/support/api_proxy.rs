@@ -7,8 +7,9 @@
 //! clients with the same credentials apart.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -47,8 +48,12 @@ pub struct ApiProxy {
     /// A kubeconfig whose server is this proxy.
     pub kubeconfig: PathBuf,
     log: Arc<Mutex<Vec<Recorded>>>,
+    stalled: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The longest a stalled request is held (so nothing hangs forever).
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 impl ApiProxy {
     /// Starts a proxy for the server of `kubeconfig` and writes a kubeconfig for it into `dir`
@@ -79,14 +84,23 @@ impl ApiProxy {
             .expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let stalled = Arc::new(AtomicBool::new(false));
         let state = (
             http,
             upstream.trim_end_matches('/').to_string(),
             log.clone(),
+            stalled.clone(),
         );
         let app = axum::Router::new().fallback(move |request: Request| {
-            let (http, upstream, log) = state.clone();
-            async move { forward(&http, &upstream, &log, request).await }
+            let (http, upstream, log, stalled) = state.clone();
+            async move {
+                // A network partition: new requests get no answer until it heals.
+                let since = Instant::now();
+                while stalled.load(Ordering::Relaxed) && since.elapsed() < STALL_LIMIT {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                forward(&http, &upstream, &log, request).await
+            }
         });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -104,8 +118,15 @@ impl ApiProxy {
         ApiProxy {
             kubeconfig: path,
             log,
+            stalled,
             task,
         }
+    }
+
+    /// Holds every new request unanswered (`true`) until called with `false`: the client sees an
+    /// API server that hangs, as behind a network partition.
+    pub fn stall(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
     }
 
     /// Every request so far, in the order they were answered.

@@ -5,6 +5,7 @@
 //! until it answers (bounded), and kills it by pid when dropped.
 //! Put a [`super::counting_proxy::CountingProxy`] in front to count requests.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -127,4 +128,36 @@ pub async fn put(client: &Client, name: &str, value: &str) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("put secret {name}: {e:?}"));
+}
+
+/// An `aws` stand-in for the two Secrets Manager calls of the walk-through,
+/// forwarded to `AWS_ENDPOINT_URL` with boto3 (installed with moto).
+pub fn aws_stand_in(bin: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let moto_server = std::fs::canonicalize(tool("moto_server")).expect("moto_server path");
+    let python = moto_server.parent().expect("venv bin").join("python3");
+    let script = format!(
+        r#"#!{python}
+import os, sys
+import boto3
+args = sys.argv[1:]
+if len(args) < 2 or args[0] != "secretsmanager":
+    sys.exit("this stand-in only knows: aws secretsmanager create-secret|put-secret-value")
+options = dict(zip(args[2::2], args[3::2]))
+client = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                      region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+if args[1] == "create-secret":
+    client.create_secret(Name=options["--name"], SecretString=options["--secret-string"])
+elif args[1] == "put-secret-value":
+    client.put_secret_value(SecretId=options["--secret-id"], SecretString=options["--secret-string"])
+else:
+    sys.exit("unsupported: " + args[1])
+"#,
+        python = python.display()
+    );
+    std::fs::create_dir_all(bin).expect("bin dir");
+    let path = bin.join("aws");
+    std::fs::write(&path, script).expect("write aws stand-in");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
 }
