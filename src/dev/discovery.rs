@@ -37,13 +37,36 @@ fn storage_version_hash(t: &ResourceType) -> String {
     base64::engine::general_purpose::STANDARD.encode(&digest[..8])
 }
 
-fn subresources(t: &ResourceType) -> Vec<(&'static str, &'static [&'static str])> {
+/// One served subresource; `kind` is `(group, version, kind)` when it answers with
+/// another kind than its resource (`serviceaccounts/token` answers TokenRequest).
+struct Subresource {
+    name: &'static str,
+    verbs: &'static [&'static str],
+    kind: Option<(&'static str, &'static str, &'static str)>,
+}
+
+fn subresources(t: &ResourceType) -> Vec<Subresource> {
     let mut subs = Vec::new();
     if t.status {
-        subs.push(("status", SUB_VERBS));
+        subs.push(Subresource {
+            name: "status",
+            verbs: SUB_VERBS,
+            kind: None,
+        });
     }
     if t.is(Builtin::Namespace) {
-        subs.push(("finalize", &["update"][..]));
+        subs.push(Subresource {
+            name: "finalize",
+            verbs: &["update"],
+            kind: None,
+        });
+    }
+    if t.is(Builtin::ServiceAccount) {
+        subs.push(Subresource {
+            name: "token",
+            verbs: &["create"],
+            kind: Some(("authentication.k8s.io", "v1", "TokenRequest")),
+        });
     }
     subs
 }
@@ -109,14 +132,20 @@ pub fn api_resource_list(types: &[Arc<ResourceType>], group: &str, version: &str
             r["categories"] = json!(t.categories);
         }
         resources.push(r);
-        for (sub, verbs) in subresources(t) {
-            resources.push(json!({
-                "name": format!("{}/{sub}", t.resource),
+        for sub in subresources(t) {
+            let mut entry = json!({
+                "name": format!("{}/{}", t.resource, sub.name),
                 "singularName": "",
                 "namespaced": t.namespaced,
                 "kind": t.kind,
-                "verbs": verbs,
-            }));
+                "verbs": sub.verbs,
+            });
+            if let Some((group, version, kind)) = sub.kind {
+                entry["group"] = json!(group);
+                entry["version"] = json!(version);
+                entry["kind"] = json!(kind);
+            }
+            resources.push(entry);
         }
     }
     let gv = if group.is_empty() {
@@ -144,7 +173,15 @@ fn aggregated_resource(t: &ResourceType) -> Value {
     }
     let subs: Vec<Value> = subresources(t)
         .into_iter()
-        .map(|(sub, verbs)| json!({"subresource": sub, "responseKind": kind, "verbs": verbs}))
+        .map(|sub| {
+            let response_kind = match sub.kind {
+                Some((group, version, kind)) => {
+                    json!({"group": group, "version": version, "kind": kind})
+                }
+                None => kind.clone(),
+            };
+            json!({"subresource": sub.name, "responseKind": response_kind, "verbs": sub.verbs})
+        })
         .collect();
     if !subs.is_empty() {
         r["subresources"] = Value::Array(subs);

@@ -27,6 +27,7 @@ use super::state::State;
 use super::status::{ApiError, FieldError};
 use super::strategy::Sub;
 use super::table::{self, Include, Output};
+use super::token::{Account, TokenIssuer};
 use super::watch::{self, WatchRequest};
 use super::write::{self, PatchRequest, PatchType, WriteOptions};
 
@@ -40,6 +41,8 @@ pub struct Api {
     pub server_address: String,
     pub shutdown: CancellationToken,
     pub bookmark_interval: Duration,
+    /// Signs `serviceaccounts/{name}/token` answers.
+    pub tokens: TokenIssuer,
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
@@ -371,6 +374,66 @@ fn shape_list(rt: &ResourceType, output: Output, page: &read::ListPage, include:
     }
 }
 
+/// Refuses what RBAC does not grant (members of `system:masters` pass).
+async fn authorize(
+    api: &Api,
+    user: &User,
+    rt: &ResourceType,
+    attrs: &Attributes<'_>,
+) -> Result<(), ApiError> {
+    if user.is_master() || rbac::allowed(&*api.state.read().await, user, attrs) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(
+        &rt.gr(),
+        attrs.name,
+        &rbac::forbidden_reason(user, attrs),
+    ))
+}
+
+/// `POST .../serviceaccounts/{name}/token`: a TokenRequest, answered and never stored.
+async fn service_account_token(
+    api: &Api,
+    method: &Method,
+    rt: &ResourceType,
+    rp: &ResourcePath,
+    headers: &HeaderMap,
+    user: &User,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let (Some(namespace), Some(name)) = (rp.namespace.as_deref(), rp.name.as_deref()) else {
+        return Err(ApiError::path_not_found());
+    };
+    if *method != Method::POST {
+        return Err(ApiError::method_not_allowed());
+    }
+    let attrs = Attributes {
+        verb: "create",
+        group: &rt.group,
+        resource: &rt.resource,
+        subresource: Some("token"),
+        namespace,
+        name,
+    };
+    authorize(api, user, rt, &attrs).await?;
+    let body = decode_body(headers, body)?;
+    let st = api.state.read().await;
+    let account = st
+        .store
+        .get(&rt.storage, namespace, name)
+        .ok_or_else(|| ApiError::not_found(&rt.gr(), name))?;
+    let answer = api.tokens.answer(
+        &Account {
+            namespace,
+            name,
+            uid: super::object::uid(&account),
+        },
+        &body,
+        jiff::Timestamp::now().as_second(),
+    )?;
+    Ok(json_response(201, &answer))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn resource(
     api: &Api,
@@ -389,6 +452,9 @@ async fn resource(
     };
     if rp.namespace.is_some() && !rt.namespaced {
         return Err(ApiError::path_not_found());
+    }
+    if rp.subresource.as_deref() == Some("token") && rt.is(Builtin::ServiceAccount) {
+        return service_account_token(api, method, &rt, &rp, headers, user, &body).await;
     }
     let sub = match rp.subresource.as_deref() {
         None => Sub::Main,
@@ -414,24 +480,20 @@ async fn resource(
         });
     }
     let name = rp.name.clone().unwrap_or_default();
-    if !user.is_master() {
-        let st = api.state.read().await;
-        let attrs = Attributes {
+    authorize(
+        api,
+        user,
+        &rt,
+        &Attributes {
             verb,
             group: &rt.group,
             resource: &rt.resource,
             subresource: rp.subresource.as_deref(),
             namespace: &ns,
             name: &name,
-        };
-        if !rbac::allowed(&st, user, &attrs) {
-            return Err(ApiError::forbidden(
-                &rt.gr(),
-                &name,
-                &rbac::forbidden_reason(user, &attrs),
-            ));
-        }
-    }
+        },
+    )
+    .await?;
     if rt.is_review() {
         if verb != "create" {
             return Err(ApiError::method_not_allowed());

@@ -42,6 +42,7 @@ mod status;
 mod store;
 mod strategy;
 mod table;
+mod token;
 mod watch;
 mod write;
 
@@ -163,6 +164,7 @@ impl DevServer {
             server_address: addr.to_string(),
             shutdown: CancellationToken::new(),
             bookmark_interval: opts.bookmark_interval,
+            tokens: token::TokenIssuer::random(),
         });
 
         let router = axum::Router::new()

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
@@ -21,7 +22,8 @@ use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::metrics::StoreCalls;
-use super::{FIND_LIMIT, FindQuery, Provider, ProviderError, RemoteKey, SecretValue};
+use super::web_identity::WebIdentityCredentials;
+use super::{FIND_LIMIT, FindQuery, JwtSource, Provider, ProviderError, RemoteKey, SecretValue};
 use crate::api::secret_store::AwsProvider;
 
 /// The most secrets `BatchGetSecretValue` accepts in one request.
@@ -37,6 +39,23 @@ pub struct StaticCredentials {
     pub session_token: Option<SecretString>,
 }
 
+/// How a store authenticates to AWS.
+pub enum AwsCredentials {
+    /// The SDK's default chain (IRSA, instance role, environment); then `role` is assumed when set.
+    DefaultChain,
+    /// Keys read from the store's credential Secrets; then `role` is assumed when set.
+    Static(StaticCredentials),
+    /// A ServiceAccount's tokens exchanged with STS `AssumeRoleWithWebIdentity` for
+    /// `role` (required); `account` is `namespace/name`, for messages.
+    WebIdentity { account: String, token: JwtSource },
+}
+
+impl From<Option<StaticCredentials>> for AwsCredentials {
+    fn from(credentials: Option<StaticCredentials>) -> Self {
+        credentials.map_or(Self::DefaultChain, Self::Static)
+    }
+}
+
 /// A long-lived Secrets Manager client for one store.
 pub struct AwsSecretsManager {
     client: Client,
@@ -45,11 +64,12 @@ pub struct AwsSecretsManager {
 }
 
 impl AwsSecretsManager {
-    /// Builds the client: static credentials when given, else the SDK's default
-    /// chain; then `role` is assumed when set.
+    /// Builds the client: static credentials, web identity, or the SDK's default
+    /// chain; for the first and last, `role` is then assumed when set. The
+    /// endpoint override applies to STS too (an emulator serves both).
     pub async fn new(
         spec: &AwsProvider,
-        credentials: Option<StaticCredentials>,
+        credentials: impl Into<AwsCredentials>,
         calls: StoreCalls,
     ) -> Result<Self, ProviderError> {
         if spec.region.trim().is_empty() {
@@ -57,9 +77,13 @@ impl AwsSecretsManager {
                 "spec.provider.aws.region: must not be empty".into(),
             ));
         }
+        if let Some(endpoint) = &spec.endpoint {
+            validate_endpoint(endpoint)?;
+        }
+        let credentials = credentials.into();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(spec.region.clone()));
-        if let Some(creds) = credentials {
+        if let AwsCredentials::Static(creds) = &credentials {
             loader = loader.credentials_provider(Credentials::new(
                 creds.access_key_id.expose_secret(),
                 creds.secret_access_key.expose_secret(),
@@ -72,22 +96,46 @@ impl AwsSecretsManager {
             ));
         }
         let mut sdk_config = loader.load().await;
-        if let Some(role) = &spec.role {
-            let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("sigil")
-                .configure(&sdk_config)
-                .build()
-                .await;
-            sdk_config = sdk_config
-                .into_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(assumed),
-                )
-                .build();
+        match (credentials, &spec.role) {
+            (AwsCredentials::WebIdentity { account, token }, Some(role)) => {
+                let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config);
+                if let Some(endpoint) = &spec.endpoint {
+                    sts = sts.endpoint_url(endpoint);
+                }
+                let web_identity = WebIdentityCredentials::new(
+                    aws_sdk_sts::Client::from_conf(sts.build()),
+                    role,
+                    &account,
+                    token,
+                );
+                // The first exchange here, so a missing ServiceAccount or a refused
+                // role fails the build with its own message.
+                web_identity.credentials().await?;
+                sdk_config = sdk_config
+                    .into_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(web_identity))
+                    .build();
+            }
+            (AwsCredentials::WebIdentity { .. }, None) => {
+                return Err(ProviderError::Config(
+                    "spec.provider.aws.role: required with auth.jwt (the role the ServiceAccount token is exchanged for)".into(),
+                ));
+            }
+            (_, Some(role)) => {
+                let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name("sigil")
+                    .configure(&sdk_config)
+                    .build()
+                    .await;
+                sdk_config = sdk_config
+                    .into_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(assumed))
+                    .build();
+            }
+            (_, None) => {}
         }
         let mut config = aws_sdk_secretsmanager::config::Builder::from(&sdk_config);
         if let Some(endpoint) = &spec.endpoint {
-            validate_endpoint(endpoint)?;
             config = config.endpoint_url(endpoint);
         }
         Ok(Self {

@@ -138,7 +138,9 @@ impl ClientCache {
 
 fn in_store(key: &StoreKey, error: ProviderError) -> ProviderError {
     match error {
-        ProviderError::Config(message) => ProviderError::Config(format!("{key}: {message}")),
+        ProviderError::Config(message) if !message.starts_with(&key.to_string()) => {
+            ProviderError::Config(format!("{key}: {message}"))
+        }
         other => other,
     }
 }

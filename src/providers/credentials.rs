@@ -1,5 +1,6 @@
 //! Reading a store's credentials from Kubernetes: the Secrets its auth block
-//! names, and ServiceAccount tokens for Vault's Kubernetes auth.
+//! names, and ServiceAccount tokens (TokenRequest) for Vault's Kubernetes auth
+//! and AWS web identity.
 //!
 //! A namespaced `SecretStore` reads credential Secrets of its own namespace
 //! only; a `ClusterSecretStore` must name the namespace of every reference.
@@ -14,12 +15,16 @@ use kube::api::{Api, PostParams};
 use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::JwtSource;
 use super::ProviderError;
-use super::aws::StaticCredentials;
-use super::vault::{JwtSource, VaultLogin};
+use super::aws::{AwsCredentials, StaticCredentials};
+use super::vault::VaultLogin;
 use crate::api::common::{SecretKeySelector, ServiceAccountSelector};
 use crate::api::external_secret::StoreKind;
 use crate::api::secret_store::Provider as ProviderSpec;
+
+/// The audience AWS STS expects in web identity tokens (as EKS's IRSA sets it).
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// Names one store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -66,8 +71,7 @@ pub struct Resolved {
 
 /// Credentials for one backend.
 pub enum Material {
-    /// `None`: the SDK's default chain (IRSA, instance role, environment).
-    Aws(Option<StaticCredentials>),
+    Aws(AwsCredentials),
     Vault(VaultLogin),
 }
 
@@ -103,12 +107,12 @@ impl<'a> SecretReader<'a> {
             (Some(own), None) => Ok(own.clone()),
             (Some(own), Some(asked)) if asked == own => Ok(own.clone()),
             (Some(own), Some(asked)) => Err(ProviderError::Config(format!(
-                "{}: {field}.namespace: a SecretStore may only read Secrets of its own namespace {own:?}, not {asked:?}",
+                "{}: {field}.namespace: a SecretStore may only use Secrets and ServiceAccounts of its own namespace {own:?}, not {asked:?}",
                 self.store
             ))),
             (None, Some(asked)) if !asked.is_empty() => Ok(asked.to_string()),
             (None, _) => Err(ProviderError::Config(format!(
-                "{}: {field}.namespace: a ClusterSecretStore must name the namespace of its credential Secrets",
+                "{}: {field}.namespace: a ClusterSecretStore must name the namespace of its credential Secrets and ServiceAccounts",
                 self.store
             ))),
         }
@@ -184,14 +188,33 @@ pub async fn resolve(
     let material = match (&spec.aws, &spec.vault) {
         (Some(aws), None) => {
             let auth = aws.auth.as_ref();
-            if auth.is_some_and(|a| a.jwt.is_some()) {
-                return Err(ProviderError::Config(format!(
-                    "{store}: spec.provider.aws.auth.jwt: not supported yet; use secretRef or the default chain (IRSA through the controller's ServiceAccount)"
-                )));
-            }
-            match auth.and_then(|a| a.secret_ref.as_ref()) {
-                None => Material::Aws(None),
-                Some(refs) => {
+            let jwt = auth.and_then(|a| a.jwt.as_ref());
+            let secret_ref = auth.and_then(|a| a.secret_ref.as_ref());
+            match (secret_ref, jwt) {
+                (Some(_), Some(_)) => {
+                    return Err(ProviderError::Config(format!(
+                        "{store}: spec.provider.aws.auth: set at most one of secretRef, jwt"
+                    )));
+                }
+                (None, None) => Material::Aws(AwsCredentials::DefaultChain),
+                (None, Some(jwt)) => {
+                    let field = "spec.provider.aws.auth.jwt.serviceAccountRef";
+                    let mut account = jwt.service_account_ref.clone();
+                    let namespace = reader.namespace_of(account.namespace.as_deref(), field)?;
+                    if account.audiences.is_empty() {
+                        account.audiences = vec![STS_AUDIENCE.to_string()];
+                    }
+                    Material::Aws(AwsCredentials::WebIdentity {
+                        account: format!("{namespace}/{}", account.name),
+                        token: token_request_source(
+                            kube.clone(),
+                            format!("{store}: {field}"),
+                            namespace,
+                            account,
+                        ),
+                    })
+                }
+                (Some(refs), None) => {
                     let field = "spec.provider.aws.auth.secretRef";
                     let access_key_id = reader
                         .value(
@@ -213,7 +236,7 @@ pub async fn resolve(
                         ),
                         None => None,
                     };
-                    Material::Aws(Some(StaticCredentials {
+                    Material::Aws(AwsCredentials::Static(StaticCredentials {
                         access_key_id,
                         secret_access_key,
                         session_token,
@@ -266,11 +289,15 @@ pub async fn resolve(
             } else if let Some(kubernetes) = &auth.kubernetes {
                 let jwt = match &kubernetes.service_account_ref {
                     Some(account) => {
-                        let namespace = reader.namespace_of(
-                            account.namespace.as_deref(),
-                            &format!("{field}.kubernetes.serviceAccountRef"),
-                        )?;
-                        token_request_source(kube.clone(), namespace, account.clone())
+                        let account_field = format!("{field}.kubernetes.serviceAccountRef");
+                        let namespace =
+                            reader.namespace_of(account.namespace.as_deref(), &account_field)?;
+                        token_request_source(
+                            kube.clone(),
+                            format!("{store}: {account_field}"),
+                            namespace,
+                            account.clone(),
+                        )
                     }
                     None => own_token_source(),
                 };
@@ -302,13 +329,17 @@ pub async fn resolve(
 }
 
 /// Tokens of a named ServiceAccount, from the TokenRequest API (10 minutes each).
+/// `field` (`{store}: spec...serviceAccountRef`) starts every error message; a
+/// missing ServiceAccount is a configuration error.
 fn token_request_source(
     kube: kube::Client,
+    field: String,
     namespace: String,
     account: ServiceAccountSelector,
 ) -> JwtSource {
     Arc::new(move || {
         let kube = kube.clone();
+        let field = field.clone();
         let namespace = namespace.clone();
         let account = account.clone();
         Box::pin(async move {
@@ -324,11 +355,17 @@ fn token_request_source(
             let mut answer = api
                 .create_token_request(&account.name, &PostParams::default(), &request)
                 .await
-                .map_err(|e| {
-                    ProviderError::Auth(format!(
-                        "token for ServiceAccount {namespace}/{}: {e}",
+                .map_err(|e| match e {
+                    kube::Error::Api(status) if status.code == 404 => {
+                        ProviderError::Config(format!(
+                            "{field}: ServiceAccount {namespace}/{}: not found",
+                            account.name
+                        ))
+                    }
+                    other => ProviderError::Auth(format!(
+                        "{field}: token for ServiceAccount {namespace}/{}: {other}",
                         account.name
-                    ))
+                    )),
                 })?;
             let token = answer
                 .status
@@ -337,7 +374,7 @@ fn token_request_source(
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
                     ProviderError::Auth(format!(
-                        "token for ServiceAccount {namespace}/{}: empty answer",
+                        "{field}: token for ServiceAccount {namespace}/{}: empty answer",
                         account.name
                     ))
                 })?;

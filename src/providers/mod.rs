@@ -14,15 +14,22 @@ pub mod credentials;
 pub mod metrics;
 pub mod property;
 pub mod vault;
+pub mod web_identity;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use futures::future::BoxFuture;
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 pub use cache::ClientCache;
 pub use metrics::BackendCalls;
+
+/// Fetches a fresh ServiceAccount token (Vault's Kubernetes auth, AWS web identity).
+pub type JwtSource = std::sync::Arc<
+    dyn Fn() -> BoxFuture<'static, Result<SecretString, ProviderError>> + Send + Sync,
+>;
 
 /// A value read from a backend: raw bytes (a secret string's UTF-8, a binary
 /// secret's bytes, or a Vault secret's data as a JSON object).

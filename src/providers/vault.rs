@@ -54,9 +54,7 @@ pub fn keep_alive(kv: &Arc<VaultKv>) {
     });
 }
 
-/// Fetches a fresh ServiceAccount token for Kubernetes auth.
-pub type JwtSource =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<SecretString, ProviderError>> + Send + Sync>;
+pub use super::JwtSource;
 
 /// How the provider gets its Vault token.
 pub enum VaultLogin {

@@ -396,6 +396,10 @@ fn assert_controller_permissions(docs: &[Value], cluster_scoped: bool) {
         }
     }
     assert!(allowed(docs, "", "serviceaccounts", "impersonate"));
+    assert!(
+        allowed(docs, "", "serviceaccounts/token", "create"),
+        "TokenRequest for SecretStores' serviceAccountRef"
+    );
 }
 
 #[test]

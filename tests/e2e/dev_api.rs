@@ -2107,3 +2107,171 @@ async fn crds_with_conflicting_names_are_not_established() {
         "a CRD whose names are not accepted is not served"
     );
 }
+
+/// The parts of a compact JWS: decoded header and claims, raw signature bytes.
+fn jwt_parts(token: &str) -> (Value, Value, Vec<u8>) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "header.payload.signature: {}", parts.len());
+    let decode = |p: &str| b64.decode(p).expect("base64url without padding");
+    let header = serde_json::from_slice(&decode(parts[0])).expect("header JSON");
+    let claims = serde_json::from_slice(&decode(parts[1])).expect("claims JSON");
+    (header, claims, decode(parts[2]))
+}
+
+#[tokio::test]
+async fn service_account_tokens_are_signed_jwts_for_existing_accounts() {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    let c = cluster().await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(c.client.clone(), NS);
+    let sa = accounts
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "reader"}})),
+        )
+        .await
+        .expect("ServiceAccount");
+    let request = |spec: Value| -> TokenRequest {
+        obj(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}))
+    };
+
+    let answer = accounts
+        .create_token_request(
+            "reader",
+            &PostParams::default(),
+            &request(json!({"audiences": ["sts.amazonaws.com"], "expirationSeconds": 900})),
+        )
+        .await
+        .expect("token");
+    assert_eq!(answer.spec.expiration_seconds, Some(900));
+    assert_eq!(answer.spec.audiences, ["sts.amazonaws.com"]);
+    let status = answer.status.expect("status");
+    let (header, claims, signature) = jwt_parts(&status.token);
+    assert_eq!(header["alg"], "HS256", "{header}");
+    assert_eq!(header["typ"], "JWT", "{header}");
+    assert_eq!(signature.len(), 32, "an HMAC-SHA256 signature");
+    assert_eq!(claims["sub"], "system:serviceaccount:apps:reader");
+    assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
+    assert!(
+        claims["iss"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://")),
+        "{claims}"
+    );
+    let iat = claims["iat"].as_i64().expect("iat");
+    let exp = claims["exp"].as_i64().expect("exp");
+    assert_eq!(exp - iat, 900);
+    let now = jiff::Timestamp::now().as_second();
+    assert!((now - 5..=now + 5).contains(&iat), "iat {iat} now {now}");
+    assert_eq!(claims["nbf"], claims["iat"]);
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let k8s = &claims["kubernetes.io"];
+    assert_eq!(k8s["namespace"], NS);
+    assert_eq!(k8s["serviceaccount"]["name"], "reader");
+    assert_eq!(
+        k8s["serviceaccount"]["uid"].as_str(),
+        sa.metadata.uid.as_deref()
+    );
+    assert_eq!(status.expiration_timestamp.0.as_second(), exp);
+
+    // Defaults: the API server's own audience, one hour.
+    let defaulted = accounts
+        .create_token_request("reader", &PostParams::default(), &request(json!({})))
+        .await
+        .expect("token with defaults");
+    assert_eq!(defaulted.spec.expiration_seconds, Some(3600));
+    let (_, claims2, _) = jwt_parts(&defaulted.status.expect("status").token);
+    assert_eq!(claims2["aud"], json!([claims["iss"]]));
+    assert_eq!(
+        claims2["exp"].as_i64().expect("exp") - claims2["iat"].as_i64().expect("iat"),
+        3600
+    );
+    assert_ne!(claims2["jti"], claims["jti"], "each token is new");
+
+    let (code, reason, status) = api_error(
+        accounts
+            .create_token_request("ghost", &PostParams::default(), &request(json!({})))
+            .await,
+    );
+    assert_eq!((code, reason.as_str()), (404, "NotFound"));
+    assert_eq!(status.message, "serviceaccounts \"ghost\" not found");
+
+    let (code, reason, status) = api_error(
+        accounts
+            .create_token_request(
+                "reader",
+                &PostParams::default(),
+                &request(json!({"expirationSeconds": 60})),
+            )
+            .await,
+    );
+    assert_eq!(
+        (code, reason.as_str()),
+        (422, "Invalid"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("spec.expirationSeconds") && status.message.contains("10 minutes"),
+        "{}",
+        status.message
+    );
+
+    let path = format!("/api/v1/namespaces/{NS}/serviceaccounts/reader/token");
+    let (code, _, _) = raw(&c.client, "GET", &path, &[], None).await;
+    assert_eq!(code, 405, "token is create-only");
+
+    // Discovery lists the subresource with its own kind.
+    let (_, _, list) = raw(&c.client, "GET", "/api/v1", &[], None).await;
+    let token = list["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "serviceaccounts/token")
+        .expect("serviceaccounts/token listed")
+        .clone();
+    assert_eq!(token["verbs"], json!(["create"]));
+    assert_eq!(token["kind"], "TokenRequest");
+    assert_eq!(token["group"], "authentication.k8s.io");
+    assert_eq!(token["version"], "v1");
+
+    // RBAC: `create` on `serviceaccounts/token`.
+    let as_sa = c.client_as("system:serviceaccount:apps:controller").await;
+    let sa_accounts: Api<ServiceAccount> = Api::namespaced(as_sa, NS);
+    let (code, _, status) = api_error(
+        sa_accounts
+            .create_token_request("reader", &PostParams::default(), &request(json!({})))
+            .await,
+    );
+    assert_eq!(code, 403);
+    assert!(
+        status.message.contains("serviceaccounts/token"),
+        "{}",
+        status.message
+    );
+    let roles: Api<Role> = Api::namespaced(c.client.clone(), NS);
+    roles
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "tokens"}, "rules": [
+                {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+            ]})),
+        )
+        .await
+        .expect("role");
+    let bindings: Api<RoleBinding> = Api::namespaced(c.client.clone(), NS);
+    bindings
+        .create(
+            &PostParams::default(),
+            &obj(json!({"metadata": {"name": "tokens"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tokens"},
+            "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": NS}]})),
+        )
+        .await
+        .expect("binding");
+    sa_accounts
+        .create_token_request("reader", &PostParams::default(), &request(json!({})))
+        .await
+        .expect("allowed after the binding");
+}

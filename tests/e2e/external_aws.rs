@@ -982,3 +982,203 @@ spec:
         );
     }
 }
+
+// ---- auth.jwt: a ServiceAccount token exchanged with STS AssumeRoleWithWebIdentity ----
+
+mod jwt {
+    use std::time::Duration;
+
+    use base64::Engine;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::PostParams;
+    use serde_json::{Value, json};
+    use sigil::api::{ExternalSecret, SecretStore};
+
+    use crate::support::counting_proxy::CountingProxy;
+    use crate::support::external::{self, Env, ready_reason, wait_for};
+    use crate::support::moto::{self, Moto};
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/reader";
+
+    async fn service_account(env: &Env, namespace: &str, name: &str) {
+        let api: kube::Api<ServiceAccount> = kube::Api::namespaced(env.client.clone(), namespace);
+        let account = serde_json::from_value(json!({"metadata": {"name": name}})).expect("object");
+        api.create(&PostParams::default(), &account)
+            .await
+            .expect("ServiceAccount");
+    }
+
+    /// A SecretStore in `app` authenticating with `account`'s token; `role` is a YAML line or empty.
+    async fn store(env: &Env, name: &str, endpoint: &str, account: &str, role: &str) {
+        env.apply::<SecretStore>(&format!(
+            r#"
+apiVersion: sigil.dev/v1alpha1
+kind: SecretStore
+metadata: {{name: {name}, namespace: app}}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: {region}
+      endpoint: {endpoint}
+      {role}
+      auth:
+        jwt:
+          serviceAccountRef: {{name: {account}}}
+"#,
+            region = moto::REGION,
+        ))
+        .await;
+    }
+
+    async fn external_secret(env: &Env, name: &str, store: &str, key: &str) {
+        env.apply::<ExternalSecret>(&format!(
+            r#"
+apiVersion: sigil.dev/v1alpha1
+kind: ExternalSecret
+metadata: {{name: {name}, namespace: app}}
+spec:
+  refreshInterval: 1s
+  secretStoreRef: {{name: {store}, kind: SecretStore}}
+  data:
+    - secretKey: value
+      remoteRef: {{key: {key}}}
+"#
+        ))
+        .await;
+    }
+
+    /// The store's Ready condition once it has `status`: (reason, message).
+    async fn store_ready(env: &Env, name: &str, status: &str) -> (String, String) {
+        let api: kube::Api<SecretStore> = kube::Api::namespaced(env.client.clone(), "app");
+        wait_for(
+            &format!("SecretStore app/{name} Ready={status}"),
+            Duration::from_secs(20),
+            || async {
+                let store = api.get(name).await.ok()?;
+                let ready = store
+                    .status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready" && c.status == status)?;
+                Some((ready.reason, ready.message))
+            },
+        )
+        .await
+    }
+
+    fn claims(token: &str) -> Value {
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        serde_json::from_slice(&bytes).expect("claims")
+    }
+
+    #[tokio::test]
+    async fn service_account_token_is_exchanged_for_role_credentials() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "irsa/key", "w-1", &[]).await;
+        let proxy = CountingProxy::start(&moto.endpoint).await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        service_account(&env, "app", "reader").await;
+        store(
+            &env,
+            "irsa",
+            &proxy.endpoint,
+            "reader",
+            &format!("role: {ROLE}"),
+        )
+        .await;
+        external_secret(&env, "irsa", "irsa", "irsa/key").await;
+
+        let es = env
+            .wait_condition("app", "irsa", "True", Duration::from_secs(20))
+            .await;
+        assert_eq!(ready_reason(&es).0, "SecretSynced");
+        assert_eq!(
+            env.secret_data("app", "irsa").await.expect("Secret")["value"],
+            "w-1"
+        );
+        let (reason, _) = store_ready(&env, "irsa", "True").await;
+        assert_eq!(reason, "Valid");
+
+        let exchanges = proxy.forms("AssumeRoleWithWebIdentity");
+        assert!(!exchanges.is_empty(), "{:?}", proxy.counts());
+        let exchange = &exchanges[0];
+        assert_eq!(exchange["RoleArn"], ROLE);
+        let token = claims(&exchange["WebIdentityToken"]);
+        assert_eq!(token["sub"], "system:serviceaccount:app:reader");
+        assert_eq!(token["aud"], json!(["sts.amazonaws.com"]));
+        assert!(
+            proxy.signers("AssumeRoleWithWebIdentity").is_empty(),
+            "the exchange is unsigned"
+        );
+        let signers = proxy.signers("BatchGetSecretValue");
+        assert!(
+            !signers.is_empty() && signers.iter().all(|key| key.starts_with("ASIA")),
+            "reads are signed with the role's temporary credentials: {signers:?}"
+        );
+
+        // Refreshes reuse the credentials until they near expiry (moto grants 12 hours).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            proxy.count("BatchGetSecretValue") >= 3,
+            "{:?}",
+            proxy.counts()
+        );
+        assert_eq!(
+            proxy.count("AssumeRoleWithWebIdentity"),
+            1,
+            "one exchange per client: {:?}",
+            proxy.counts()
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_service_account_or_role_is_not_ready_and_writes_nothing() {
+        let moto = Moto::start().await;
+        moto::create(&moto.client().await, "irsa/key", "w-1", &[]).await;
+        let env = external::start(|_| {}).await;
+        env.namespace("app", &[]).await;
+        service_account(&env, "app", "reader").await;
+        store(
+            &env,
+            "ghost",
+            &moto.endpoint,
+            "ghost",
+            &format!("role: {ROLE}"),
+        )
+        .await;
+        store(&env, "roleless", &moto.endpoint, "reader", "").await;
+        external_secret(&env, "ghost", "ghost", "irsa/key").await;
+        external_secret(&env, "roleless", "roleless", "irsa/key").await;
+
+        let (reason, message) = store_ready(&env, "ghost", "False").await;
+        eprintln!("store without its ServiceAccount: {reason}: {message}");
+        assert_eq!(reason, "InvalidProviderConfig", "{message}");
+        assert!(
+            message.contains("spec.provider.aws.auth.jwt.serviceAccountRef")
+                && message.contains("ServiceAccount app/ghost")
+                && message.contains("not found"),
+            "{message}"
+        );
+        let (reason, message) = store_ready(&env, "roleless", "False").await;
+        eprintln!("store without a role: {reason}: {message}");
+        assert_eq!(reason, "InvalidProviderConfig", "{message}");
+        assert!(message.contains("spec.provider.aws.role"), "{message}");
+
+        for name in ["ghost", "roleless"] {
+            let es = env
+                .wait_condition("app", name, "False", Duration::from_secs(20))
+                .await;
+            let (reason, message) = ready_reason(&es);
+            assert_eq!(reason, "StoreNotReady", "{name}: {message}");
+            assert!(
+                env.get_secret("app", name).await.is_none(),
+                "{name}: nothing written"
+            );
+        }
+    }
+}

@@ -2,9 +2,12 @@
 //! RustyVault) and can play an outage.
 //!
 //! Requests are counted per AWS action (the `X-Amz-Target` header, e.g.
-//! `BatchGetSecretValue`) or, without that header, per `METHOD /path`.
+//! `BatchGetSecretValue`, or the `Action` of a form-encoded query-protocol
+//! body, e.g. STS's `AssumeRoleWithWebIdentity`) or else per `METHOD /path`.
+//! The proxy also remembers which access key signed each action and the form
+//! fields of query-protocol requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,10 @@ struct ProxyState {
     /// When each BatchGetSecretValue arrived, to split calls into rounds.
     batch_times: Mutex<Vec<Instant>>,
     down: AtomicBool,
+    /// Access key ids (from SigV4 `Authorization`) per action.
+    signers: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    /// Form fields of query-protocol requests, per action, in arrival order.
+    forms: Mutex<BTreeMap<String, Vec<BTreeMap<String, String>>>>,
 }
 
 /// Counts requests per action on their way to `upstream`.
@@ -72,6 +79,28 @@ impl CountingProxy {
         self.state.batch_times.lock().expect("times").clone()
     }
 
+    /// The access key ids that signed requests for `action`.
+    pub fn signers(&self, action: &str) -> BTreeSet<String> {
+        self.state
+            .signers
+            .lock()
+            .expect("signers")
+            .get(action)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The form fields of every query-protocol request for `action` (e.g. `AssumeRoleWithWebIdentity`).
+    pub fn forms(&self, action: &str) -> Vec<BTreeMap<String, String>> {
+        self.state
+            .forms
+            .lock()
+            .expect("forms")
+            .get(action)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Makes every request fail with 503 (true) or pass again (false).
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
@@ -92,12 +121,46 @@ async fn forward(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+        return http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let form = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"))
+        .then(|| decode_form(&bytes));
     let action = parts
         .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(|t| t.rsplit('.').next().unwrap_or(t).to_string())
+        .or_else(|| form.as_ref().and_then(|f| f.get("Action").cloned()))
         .unwrap_or_else(|| format!("{} {}", parts.method, parts.uri.path()));
+    if let Some(key) = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .and_then(|v| v.split('/').next())
+    {
+        state
+            .signers
+            .lock()
+            .expect("signers")
+            .entry(action.clone())
+            .or_default()
+            .insert(key.to_string());
+    }
+    if let Some(form) = form {
+        state
+            .forms
+            .lock()
+            .expect("forms")
+            .entry(action.clone())
+            .or_default()
+            .push(form);
+    }
     *state
         .counts
         .lock()
@@ -119,9 +182,6 @@ async fn forward(
         )
             .into_response();
     }
-    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
-        return http::StatusCode::BAD_REQUEST.into_response();
-    };
     let path = parts
         .uri
         .path_and_query()
@@ -148,4 +208,39 @@ async fn forward(
         }
         Err(_) => http::StatusCode::BAD_GATEWAY.into_response(),
     }
+}
+
+/// `application/x-www-form-urlencoded` fields.
+fn decode_form(body: &[u8]) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'%', Some(byte)) => {
+                    out.push(byte);
+                    i += 3;
+                }
+                (byte, _) => {
+                    out.push(byte);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
