@@ -45,6 +45,7 @@ use super::secret_store::{self, StoreCaches, StoreEvent};
 use crate::api::conditions;
 use crate::api::external_secret::{ExternalSecret, StoreKind};
 use crate::api::secret_store::{ClusterSecretStore, SecretStore};
+use crate::crypto::manifest;
 use crate::providers::credentials::StoreKey;
 use crate::providers::{BackendCalls, ClientCache};
 
@@ -155,7 +156,7 @@ pub async fn run(ctx: Arc<Context>) {
             )
             .default_backoff()
             .modify(|secret: &mut Secret| {
-                target::wipe_secret(secret);
+                manifest::wipe_secret(secret);
                 secret.data = None;
                 secret.string_data = None;
                 secret.metadata.managed_fields = None;

@@ -24,6 +24,7 @@ use crate::api::external_secret::{CreationPolicy, DeletionPolicy, ExternalSecret
 use crate::api::secret_store::Provider as ProviderSpec;
 use crate::controller::Context;
 use crate::controller::secret_store::{self, StoreCaches, StoreProblem};
+use crate::crypto::manifest;
 use crate::providers::credentials::StoreKey;
 use crate::providers::{ClientCache, ProviderError};
 
@@ -567,7 +568,7 @@ async fn write(
     let policy = es.spec.target.creation_policy;
     let verdict = decide_and_write(shared, es, desired, &fingerprint, live.as_ref(), policy).await;
     if let Some(live) = live.as_mut() {
-        target::wipe_secret(live);
+        manifest::wipe_secret(live);
     }
     verdict
 }
@@ -679,7 +680,7 @@ async fn remove(shared: &Shared, es: &ExternalSecret, why: &str) -> Result<Verdi
         }
     };
     if let Some(live) = live.as_mut() {
-        target::wipe_secret(live);
+        manifest::wipe_secret(live);
     }
     result
 }

@@ -27,6 +27,7 @@ use super::desired::Desired;
 use super::hmac::DataHmac;
 use crate::api::FIELD_MANAGER;
 use crate::api::external_secret::{CreationPolicy, ExternalSecret};
+use crate::crypto::manifest::wipe_secret;
 
 /// Label on every Secret the ExternalSecret controller writes.
 pub const MANAGED_LABEL: &str = "sigil.dev/managed-by";
@@ -232,18 +233,6 @@ pub async fn get(
 ) -> Result<Option<Secret>, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &es.namespace().unwrap_or_default());
     api.get_opt(&target_name(es)).await
-}
-
-/// Wipes the plaintext of a Secret object we are done with.
-pub fn wipe_secret(secret: &mut Secret) {
-    for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
-        value.0.zeroize();
-    }
-    if let Some(strings) = secret.string_data.as_mut() {
-        for value in strings.values_mut() {
-            value.zeroize();
-        }
-    }
 }
 
 #[cfg(test)]
