@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::Context;
+use super::{Context, backoff};
 use crate::api::conditions::{self, ConditionUpdate};
 use crate::api::external_secret::{ExternalSecret, StoreKind};
 use crate::api::secret_store::{
@@ -207,8 +207,8 @@ pub async fn run(
                                 entry.due = Instant::now() + RECHECK;
                             } else {
                                 entry.failures += 1;
-                                let backoff = FIRST_RETRY * 2u32.saturating_pow(entry.failures.min(6) - 1);
-                                entry.due = Instant::now() + backoff.min(RECHECK);
+                                entry.due = Instant::now()
+                                    + backoff::exponential(FIRST_RETRY, RECHECK, entry.failures);
                             }
                             if became_ready {
                                 let _ = ready_tx.send(key);

@@ -22,8 +22,8 @@ use super::status::{self, Verdict, Written};
 use super::target::{self, HMAC_ANNOTATION, Ownership};
 use crate::api::external_secret::{CreationPolicy, DeletionPolicy, ExternalSecret};
 use crate::api::secret_store::Provider as ProviderSpec;
-use crate::controller::Context;
 use crate::controller::secret_store::{self, StoreCaches, StoreProblem};
+use crate::controller::{Context, backoff};
 use crate::crypto::manifest;
 use crate::providers::credentials::StoreKey;
 use crate::providers::{ClientCache, ProviderError};
@@ -175,14 +175,13 @@ struct Item {
 }
 
 fn backoff(failures: u32, interval: Duration) -> Duration {
-    let base = Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(16));
     let cap = if interval.is_zero() {
         MAX_BACKOFF
     } else {
         MAX_BACKOFF.min(interval.max(Duration::from_secs(1)))
     };
-    let capped = base.min(cap);
-    capped.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
+    backoff::exponential(Duration::from_secs(1), cap, failures)
+        .mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 
 /// The next periodic refresh. ExternalSecrets of one store with the same
