@@ -9,13 +9,13 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::Resource;
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
 
 use super::super::Context;
 use crate::api::conditions::{self, ConditionUpdate};
 use crate::api::external_secret::{ExternalSecret, ExternalSecretStatus};
+use crate::controller::status::{patch_status, publish as publish_event};
 
 /// `Ready` reasons.
 pub const SECRET_SYNCED: &str = "SecretSynced";
@@ -112,20 +112,10 @@ pub fn next_status(
 /// Writes the status when it changed and emits at most one Event.
 pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, interval: Duration) {
     let (status, condition_changed) = next_status(es, verdict, interval, jiff::Timestamp::now());
-    if es.status.as_ref() != Some(&status) {
-        let api: Api<ExternalSecret> =
-            Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
-        let patch = serde_json::json!({ "status": status });
-        if let Err(error) = api
-            .patch_status(
-                &es.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            tracing::warn!(externalsecret = %format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()), %error, "cannot write status");
-        }
+    if es.status.as_ref() != Some(&status)
+        && let Err(error) = patch_status(&ctx.client, es, &status).await
+    {
+        tracing::warn!(%error, "cannot write status");
     }
     let event = match (&verdict.written, condition_changed, verdict.ready) {
         (Some((written, note)), _, _) => Some(Event {
@@ -153,10 +143,8 @@ pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, inte
         }),
         (None, false, _) => None,
     };
-    if let Some(event) = event
-        && let Err(error) = ctx.recorder.publish(&event, &es.object_ref(&())).await
-    {
-        tracing::debug!(%error, "cannot publish event");
+    if let Some(event) = event {
+        publish_event(ctx, event, &es.object_ref(&())).await;
     }
 }
 
