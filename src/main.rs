@@ -89,11 +89,22 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     sigil::tls::install_crypto_provider();
     let cli = Cli::parse();
     cli::init_tracing(cli.log_format);
-    match cli.command {
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain on one line, never a backtrace: errors are for users.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Controller(args) => cli::controller::run(args).await?,
         Command::Dev(args) => cli::dev::run(args).await?,
         Command::Crds(args) => cli::crds::run(args)?,
