@@ -9,7 +9,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin sigil \
+    cargo build --release --locked --no-default-features --bin sigil \
     && install -D -m 0755 target/release/sigil /out/sigil
 
 # glibc (bookworm's, like the builder) and CA certificates; no shell, no package manager.

@@ -299,8 +299,8 @@ async fn whole_loop(client: &kube::Client) -> BenchResult<()> {
     Ok(())
 }
 
-async fn dev_server() -> BenchResult<(sigil::dev::DevServer, kube::Client)> {
-    let server = sigil::dev::DevServer::start(sigil::dev::DevOptions {
+async fn dev_server() -> BenchResult<(kube_devserver::DevServer, kube::Client)> {
+    let server = kube_devserver::DevServer::start(kube_devserver::DevOptions {
         install_crds: sigil::api::crds(),
         ..Default::default()
     })

@@ -1,6 +1,6 @@
 //! sigil: GitOps for Kubernetes with no plaintext secret in Git.
 //!
-//! One crate, one binary: the in-cluster operator (sealed secrets, external
+//! One binary: the in-cluster operator (sealed secrets, external
 //! secrets, manifest sync) and the command-line tool. `src/main.rs` only parses
 //! arguments; every command lives in [`cli`].
 #![forbid(unsafe_code)]
@@ -9,10 +9,9 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod crypto;
-pub mod dev;
 pub mod git;
 pub mod manifests;
 pub mod providers;
 pub mod server;
 pub mod tls;
-pub mod yaml;
+pub use bounded_yaml as yaml;

@@ -30,6 +30,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  sigil dev\n  sigil dev --listen 127.0.0.1:6443 --kubeconfig /tmp/sigil.kubeconfig --no-controller"
     )]
+    #[cfg(feature = "dev")]
     Dev(cli::dev::Args),
     /// Print sigil's CustomResourceDefinitions as multi-document YAML.
     #[command(
@@ -106,6 +107,7 @@ async fn main() -> std::process::ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Controller(args) => cli::controller::run(args).await?,
+        #[cfg(feature = "dev")]
         Command::Dev(args) => cli::dev::run(args).await?,
         Command::Crds(args) => cli::crds::run(args)?,
         Command::Seal(args) => cli::seal::run(args).await?,

@@ -14,7 +14,7 @@ use super::common::TemplateMetadata;
 /// Values fetched from a SecretStore or ClusterSecretStore into a Secret, kept
 /// current as the backend rotates them.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

@@ -9,7 +9,7 @@ use super::common::LocalObjectReference;
 
 /// A Git repository the controller fetches every interval; Syncs apply folders of it.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

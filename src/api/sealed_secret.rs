@@ -13,7 +13,7 @@ use super::common::TemplateMetadata;
 /// controller opens them with a key that never leaves the cluster and writes a
 /// Secret of the same name and namespace.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

@@ -10,7 +10,7 @@ use super::common::{SecretKeySelector, ServiceAccountSelector};
 
 /// A secret backend usable by ExternalSecrets in its own namespace.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",
@@ -45,7 +45,7 @@ pub struct SecretStoreSpec {
 
 /// A secret backend usable by ExternalSecrets in the namespaces its conditions allow.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

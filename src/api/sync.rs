@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Applies the manifests under `path` of a source with server-side apply,
 /// prunes what left Git, and corrects drift.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
-#[allow(clippy::duplicated_attributes)]
+#[expect(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "sigil.dev",

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::controller::shutdown_signal;
 use crate::controller::{self, Options};
-use crate::dev::{DevError, DevOptions, DevServer};
+use kube_devserver::{DevError, DevOptions, DevServer};
 
 /// Arguments of `sigil dev`.
 #[derive(Debug, clap::Args)]

@@ -3,6 +3,7 @@
 pub mod completions;
 pub mod controller;
 pub mod crds;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod diff;
 pub mod fetch_key;

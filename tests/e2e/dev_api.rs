@@ -1,4 +1,4 @@
-//! The embedded API server (`sigil::dev`) driven with the kube client, checked
+//! The embedded API server (`kube_devserver`) driven with the kube client, checked
 //! against the Kubernetes API conventions: status codes and reasons, resource
 //! versions and conflicts, watch semantics, apply, deletion and garbage
 //! collection, CRDs, RBAC for impersonated users.
@@ -17,8 +17,8 @@ use kube::api::{
     PatchParams, PostParams, Preconditions, VersionMatch, WatchEvent, WatchParams,
 };
 use kube::runtime::watcher;
+use kube_devserver::DevOptions;
 use serde_json::{Value, json};
-use sigil::dev::DevOptions;
 
 use crate::support::dev::{self, Cluster, api_error, eventually};
 

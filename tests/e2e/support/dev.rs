@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
-use sigil::dev::{DevOptions, DevServer};
+use kube_devserver::{DevOptions, DevServer};
 
 /// An in-process server and an admin client for it. Dropping it stops the server.
 pub struct Cluster {

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
+use kube_devserver::DevOptions;
 use serde::de::DeserializeOwned;
 use sigil::api::ExternalSecret;
 use sigil::controller::Options;
-use sigil::dev::DevOptions;
 
 use super::dev::{self, Cluster};
 

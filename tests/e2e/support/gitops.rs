@@ -40,7 +40,7 @@ fn free_port() -> SocketAddr {
 
 impl GitOps {
     pub async fn start() -> Self {
-        let cluster = start_with(sigil::dev::DevOptions {
+        let cluster = start_with(kube_devserver::DevOptions {
             install_crds: sigil::api::crds(),
             ..Default::default()
         })

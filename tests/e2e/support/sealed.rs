@@ -95,9 +95,9 @@ impl Bed {
             .enable_all()
             .build()
             .expect("server runtime");
-        let cluster = server_runtime.block_on(dev::start_with(sigil::dev::DevOptions {
+        let cluster = server_runtime.block_on(dev::start_with(kube_devserver::DevOptions {
             install_crds: sigil::api::crds(),
-            ..sigil::dev::DevOptions::default()
+            ..kube_devserver::DevOptions::default()
         }));
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");

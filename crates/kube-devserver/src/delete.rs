@@ -256,7 +256,7 @@ fn deleted_body(rt: &ResourceType, last: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::write::{WriteOptions, create};
+    use crate::write::{WriteOptions, create};
 
     fn state_with(obj: Value) -> (State, std::sync::Arc<ResourceType>) {
         let mut st = State::new(100, 16);

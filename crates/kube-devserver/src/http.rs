@@ -282,7 +282,7 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         "application/yaml" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-            crate::yaml::from_str(text).map_err(|e| ApiError::bad_request(e.to_string()))?
+            bounded_yaml::from_str(text).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
         protobuf::MEDIA_TYPE => protobuf::decode(body).map_err(|e| match e {
             protobuf::ProtobufError::Malformed(_) => ApiError::bad_request(e.to_string()),
@@ -434,7 +434,6 @@ async fn service_account_token(
     Ok(json_response(201, &answer))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn resource(
     api: &Api,
     method: &Method,

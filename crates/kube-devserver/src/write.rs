@@ -360,7 +360,6 @@ impl WithMessage for ApiError {
 }
 
 /// PUT: replace an object (main resource, `status`, or `finalize`).
-#[allow(clippy::too_many_arguments)]
 pub fn update(
     st: &mut State,
     rt: &ResourceType,
@@ -604,7 +603,7 @@ pub fn patch(
     patched_to_update(st, rt, &old, patched, url_name, sub, opts, Managed::Track)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn patched_to_update(
     st: &mut State,
     rt: &ResourceType,
@@ -665,7 +664,7 @@ fn patched_to_update(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn apply(
     st: &mut State,
     rt: &ResourceType,
@@ -689,7 +688,7 @@ fn apply(
     }
     let text = std::str::from_utf8(req.body)
         .map_err(|_| ApiError::bad_request("the apply patch must be UTF-8 YAML or JSON"))?;
-    let mut applied: Value = crate::yaml::from_str(text)
+    let mut applied: Value = bounded_yaml::from_str(text)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
         return Err(ApiError::bad_request("the apply patch must be an object"));

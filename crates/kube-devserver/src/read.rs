@@ -263,7 +263,7 @@ pub fn list_object(rt: &ResourceType, page: &ListPage) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::write::{WriteOptions, create};
+    use crate::write::{WriteOptions, create};
 
     #[test]
     fn pages_are_consistent_snapshots() {

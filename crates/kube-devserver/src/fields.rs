@@ -168,7 +168,7 @@ pub fn unknown_fields(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::registry::Registry;
+    use crate::registry::Registry;
     use serde_json::json;
 
     #[test]

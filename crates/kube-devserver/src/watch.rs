@@ -293,8 +293,8 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::read::Filter;
-    use crate::dev::write::{WriteOptions, create};
+    use crate::read::Filter;
+    use crate::write::{WriteOptions, create};
 
     #[tokio::test]
     async fn a_watcher_that_falls_behind_is_closed_and_writers_never_wait() {

@@ -266,7 +266,7 @@ pub fn allowed_path(st: &State, user: &User, verb: &str, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::write::{WriteOptions, create};
+    use crate::write::{WriteOptions, create};
     use serde_json::json;
 
     fn sa() -> User {

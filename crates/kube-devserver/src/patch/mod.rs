@@ -10,7 +10,7 @@
 //!
 //! Schema knowledge comes in through [`ListSemantics`]: use
 //! [`builtin_list_semantics`] for built-in kinds and
-//! [`crate::dev::schema::CrdSchema`] for custom resources.
+//! [`crate::schema::CrdSchema`] for custom resources.
 //!
 //! Known differences from kube-apiserver: `Update` entries mark every map
 //! a write creates with `"."` (the real server omits it for Go struct fields

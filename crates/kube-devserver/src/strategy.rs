@@ -734,7 +734,7 @@ fn validate_workload(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::registry::Registry;
+    use crate::registry::Registry;
 
     fn rt(group: &str, resource: &str) -> std::sync::Arc<ResourceType> {
         Registry::with_builtins()

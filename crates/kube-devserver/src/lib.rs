@@ -6,8 +6,8 @@
 //! helm. The production controller never depends on this module.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), sigil::dev::DevError> {
-//! let server = sigil::dev::DevServer::start(sigil::dev::DevOptions::default()).await?;
+//! # async fn demo() -> Result<(), kube_devserver::DevError> {
+//! let server = kube_devserver::DevServer::start(kube_devserver::DevOptions::default()).await?;
 //! let client = server.client().await?;
 //! # drop(client);
 //! server.shutdown().await;
@@ -128,7 +128,8 @@ fn random_token() -> String {
 impl DevServer {
     /// Starts the server and returns once it accepts connections and `install_crds` are established.
     pub async fn start(opts: DevOptions) -> Result<DevServer, DevError> {
-        crate::tls::install_crypto_provider();
+        // Err only means a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let listener =
             std::net::TcpListener::bind(opts.listen).map_err(|source| DevError::Bind {
                 addr: opts.listen,
@@ -245,7 +246,7 @@ impl DevServer {
             path: path.display().to_string(),
             message,
         };
-        let text = crate::yaml::to_string(&self.kubeconfig()).map_err(|e| fail(e.to_string()))?;
+        let text = bounded_yaml::to_string(&self.kubeconfig()).map_err(|e| fail(e.to_string()))?;
         let tmp = path.with_extension("tmp");
         {
             use std::io::Write;

@@ -11,7 +11,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use serde_json::{Map, Value};
 
-use crate::dev::patch::{ListSemantics, ListType};
+use crate::patch::{ListSemantics, ListType};
 
 /// The fields of `metadata` (ObjectMeta) a custom resource keeps.
 const OBJECT_META_FIELDS: &[&str] = &[

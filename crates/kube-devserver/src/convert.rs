@@ -78,7 +78,7 @@ pub fn from_storage(rt: &ResourceType, obj: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::registry::Registry;
+    use crate::registry::Registry;
     use serde_json::json;
 
     #[test]

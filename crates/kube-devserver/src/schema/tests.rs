@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde_json::{Value, json};
 
 use super::*;
-use crate::dev::patch::{ApplyRequest, PatchError, server_side_apply};
+use crate::patch::{ApplyRequest, PatchError, server_side_apply};
 
 fn schema(v: Value) -> JSONSchemaProps {
     serde_json::from_value(v).expect("valid JSONSchemaProps")

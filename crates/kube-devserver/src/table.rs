@@ -686,7 +686,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dev::registry::Registry;
+    use crate::registry::Registry;
 
     #[test]
     fn accept_headers_pick_the_shape() {
@@ -714,7 +714,7 @@ mod tests {
     fn config_map_rows() {
         let reg = Registry::with_builtins();
         let cm = reg.lookup("", "v1", "configmaps").expect("cm");
-        let obj = json!({"metadata": {"name": "a", "creationTimestamp": crate::dev::clock::now()}, "data": {"x": "1", "y": "2"}});
+        let obj = json!({"metadata": {"name": "a", "creationTimestamp": crate::clock::now()}, "data": {"x": "1", "y": "2"}});
         let t = table(
             &cm,
             &[obj],
