@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use sigil::api::sync::Sync as SyncResource;
+use sigil::api::sync::ManifestSync;
 use sigil::manifests::apply::{ApplyOptions, Mode, apply_plan};
 use sigil::manifests::parse::parse_files;
 use sigil::manifests::plan::plan;
@@ -195,10 +195,10 @@ async fn git_alone(repo: &std::path::Path, commit: &str) -> BenchResult<()> {
 }
 
 async fn wait_sync(
-    api: &Api<SyncResource>,
+    api: &Api<ManifestSync>,
     what: &str,
-    check: impl Fn(&SyncResource) -> bool,
-) -> BenchResult<SyncResource> {
+    check: impl Fn(&ManifestSync) -> bool,
+) -> BenchResult<ManifestSync> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let sync = api.get("bench").await?;
@@ -238,10 +238,10 @@ async fn whole_loop(client: &kube::Client) -> BenchResult<()> {
         "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: bench\nspec:\n  url: file://{}\n  interval: 1h\n",
         repo.path().display()
     ))?;
-    let sync: SyncResource = sigil::yaml::from_str(
+    let sync: ManifestSync = sigil::yaml::from_str(
         "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: bench\nspec:\n  sourceRef:\n    name: bench\n  path: apps\n  interval: 1h\n  prune: true\n",
     )?;
-    let syncs = Api::<SyncResource>::namespaced(client.clone(), namespace);
+    let syncs = Api::<ManifestSync>::namespaced(client.clone(), namespace);
     let started = Instant::now();
     Api::<sigil::api::GitSource>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &source)

@@ -16,7 +16,7 @@ pub use sealed_secret::{SealedSecret, SealedSecretSpec, SealedSecretStatus};
 pub use secret_store::{
     ClusterSecretStore, ClusterSecretStoreSpec, SecretStore, SecretStoreSpec, SecretStoreStatus,
 };
-pub use sync::{Sync, SyncSpec, SyncStatus};
+pub use sync::{ManifestSync, SyncSpec, SyncStatus};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -36,7 +36,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SecretStore::crd(),
         ClusterSecretStore::crd(),
         GitSource::crd(),
-        Sync::crd(),
+        ManifestSync::crd(),
     ]
 }
 

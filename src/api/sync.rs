@@ -1,4 +1,4 @@
-//! `Sync`: applies a folder of a GitSource to the cluster and keeps it there.
+//! `Sync` (Rust type [`ManifestSync`], so it does not shadow `std::marker::Sync`): applies a folder of a GitSource to the cluster and keeps it there.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
     group = "sigil.dev",
     version = "v1alpha1",
     kind = "Sync",
+    root = "ManifestSync",
     doc = "Sync applies a folder of a GitSource to the cluster with server-side apply, prunes what left Git and corrects drift.",
     namespaced,
     status = "SyncStatus",

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kube::api::Api;
 
-use crate::api::sync::Sync as SyncResource;
+use crate::api::sync::ManifestSync;
 use crate::cli::controller::{ControllerCliError, client};
 use crate::git::TreeLimits;
 use crate::manifests::apply::{ApplyOptions, Mode, Outcome, apply_plan};
@@ -97,7 +97,7 @@ pub async fn diff(
         .unwrap_or_else(|| client.default_namespace().to_string());
     let sync = match &args.sync {
         Some(name) => Some(
-            Api::<SyncResource>::namespaced(client.clone(), &namespace)
+            Api::<ManifestSync>::namespaced(client.clone(), &namespace)
                 .get(name)
                 .await
                 .map_err(|source| DiffError::Sync {

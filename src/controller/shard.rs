@@ -57,7 +57,7 @@ impl Shard {
     /// Whether this shard reconciles `sync`. A Sync goes with its GitSource (same namespace,
     /// `spec.sourceRef.name`), so the process that fetched a revision into its Git cache is the
     /// one that applies it, and a repository is fetched by one shard only.
-    pub fn owns_sync(&self, sync: &crate::api::sync::Sync) -> bool {
+    pub fn owns_sync(&self, sync: &crate::api::sync::ManifestSync) -> bool {
         self.owns(sync.namespace().as_deref(), &sync.spec.source_ref.name)
     }
 
@@ -94,8 +94,8 @@ mod tests {
 
     #[test]
     fn a_sync_belongs_to_the_shard_of_its_git_source() {
-        let sync = |name: &str, source: &str| -> crate::api::sync::Sync {
-            let mut sync = crate::api::sync::Sync::new(
+        let sync = |name: &str, source: &str| -> crate::api::sync::ManifestSync {
+            let mut sync = crate::api::sync::ManifestSync::new(
                 name,
                 crate::api::sync::SyncSpec {
                     source_ref: crate::api::sync::SourceRef {

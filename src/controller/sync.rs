@@ -31,7 +31,7 @@ use super::git_source::{self, requested_at};
 use super::status::{StatusError, patch_status, publish};
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::GitSource;
-use crate::api::sync::{InventoryEntry, Sync as SyncResource};
+use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, Reference, TreeError, TreeLimits, commit_of_revision};
 use crate::manifests::apply::{ApplyOptions, Counts, Mode, apply_plan};
 use crate::manifests::object::same_object;
@@ -81,7 +81,7 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         healer: Healer::new(ctx.clone(), locks.clone()),
         locks,
     });
-    let controller = Controller::new(ctx.watched::<SyncResource>(), watcher::Config::default());
+    let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
     let syncs = controller.store();
     controller
         .watches(
@@ -111,7 +111,7 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         .await;
 }
 
-fn error_policy(_: Arc<SyncResource>, err: &StatusError, _: Arc<State>) -> Action {
+fn error_policy(_: Arc<ManifestSync>, err: &StatusError, _: Arc<State>) -> Action {
     tracing::warn!(controller = CONTROLLER, error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
@@ -143,7 +143,7 @@ impl RunOutcome {
     }
 }
 
-async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action, StatusError> {
+async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action, StatusError> {
     let ctx = &state.ctx;
     let namespace = sync.namespace().unwrap_or_default();
     let name = sync.name_any();
@@ -237,7 +237,7 @@ async fn reconcile(sync: Arc<SyncResource>, state: Arc<State>) -> Result<Action,
 /// The Sync's GitSource and its revision, or why there is none yet.
 async fn source_revision(
     ctx: &Context,
-    sync: &SyncResource,
+    sync: &ManifestSync,
     namespace: &str,
 ) -> Result<(GitSource, String), RunOutcome> {
     let source_ref = &sync.spec.source_ref;
@@ -355,7 +355,7 @@ async fn read_files(
 
 async fn run_revision(
     state: &State,
-    sync: &SyncResource,
+    sync: &ManifestSync,
     source: &GitSource,
     revision: &str,
     key: &str,
@@ -540,7 +540,7 @@ fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
 /// `Reconciling=True` while a new revision or spec is being applied (kstatus "in progress").
 async fn mark_reconciling(
     ctx: &Context,
-    sync: &SyncResource,
+    sync: &ManifestSync,
     revision: &str,
 ) -> Result<(), StatusError> {
     let mut status = sync.status.clone().unwrap_or_default();
@@ -562,7 +562,7 @@ async fn mark_reconciling(
 /// applied revision (or run that wrote something), one per new failure.
 async fn write_status(
     ctx: &Context,
-    sync: &SyncResource,
+    sync: &ManifestSync,
     outcome: &RunOutcome,
     revision: Option<&str>,
     requested: Option<String>,

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::PostParams;
 use sigil::api::git_source::GitSource;
 use sigil::api::sealed_secret::SealedSecret;
-use sigil::api::sync::Sync as SyncResource;
+use sigil::api::sync::ManifestSync;
 use sigil::api::{ExternalSecret, SecretStore};
 
 use crate::support::controller::{client, free_port};
@@ -247,11 +247,11 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         .create(&PostParams::default(), &source)
         .await
         .expect("create the GitSource");
-    let sync: SyncResource = sigil::yaml::from_str(
+    let sync: ManifestSync = sigil::yaml::from_str(
         "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: apps\n  namespace: apps\nspec:\n  sourceRef:\n    kind: GitSource\n    name: fleet\n  path: apps\n  interval: 1m\n  prune: true\n",
     )
     .expect("a Sync");
-    Api::<SyncResource>::namespaced(client.clone(), "apps")
+    Api::<ManifestSync>::namespaced(client.clone(), "apps")
         .create(&PostParams::default(), &sync)
         .await
         .expect("create the Sync");

@@ -12,7 +12,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
 use sigil::api::git_source::GitSource;
-use sigil::api::sync::Sync as SyncResource;
+use sigil::api::sync::ManifestSync;
 use sigil::api::{ExternalSecret, SecretStore};
 use sigil::controller::Shard;
 
@@ -315,12 +315,12 @@ async fn two_shards_split_the_git_sources_and_syncs() {
             .create(&PostParams::default(), &source)
             .await
             .expect("create a GitSource");
-        let object: SyncResource = sigil::yaml::from_str(&format!(
+        let object: ManifestSync = sigil::yaml::from_str(&format!(
             "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: {sync}\n  namespace: {APPS}\nspec:\n  sourceRef:\n    kind: GitSource\n    name: {}\n  path: {sync}\n  interval: 1m\n  prune: true\n",
             source_of(sync)
         ))
         .expect("a Sync");
-        Api::<SyncResource>::namespaced(client.clone(), APPS)
+        Api::<ManifestSync>::namespaced(client.clone(), APPS)
             .create(&PostParams::default(), &object)
             .await
             .expect("create a Sync");
@@ -335,7 +335,7 @@ async fn two_shards_split_the_git_sources_and_syncs() {
                     .get("fleet")
                     .await
                     .map(|s| format!("{:?}", s.status));
-                let stuck = Api::<SyncResource>::namespaced(client.clone(), APPS)
+                let stuck = Api::<ManifestSync>::namespaced(client.clone(), APPS)
                     .get(sync)
                     .await
                     .map(|s| format!("{:?}", s.status));

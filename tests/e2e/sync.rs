@@ -34,7 +34,7 @@ fn sync_yaml(name: &str, path: &str, extra: &str) -> String {
     )
 }
 
-fn applied(revision: &str) -> impl Fn(&sigil::api::Sync) -> bool + '_ {
+fn applied(revision: &str) -> impl Fn(&sigil::api::ManifestSync) -> bool + '_ {
     move |s| {
         s.status
             .as_ref()
@@ -44,7 +44,10 @@ fn applied(revision: &str) -> impl Fn(&sigil::api::Sync) -> bool + '_ {
     }
 }
 
-fn failed_with<'a>(reason: &'a str, attempted: &'a str) -> impl Fn(&sigil::api::Sync) -> bool + 'a {
+fn failed_with<'a>(
+    reason: &'a str,
+    attempted: &'a str,
+) -> impl Fn(&sigil::api::ManifestSync) -> bool + 'a {
     move |s| {
         s.status
             .as_ref()
@@ -142,7 +145,7 @@ async fn applies_heals_and_prunes() {
 
     // No write when nothing changed: a forced resync leaves every object as it is.
     let before = settings.metadata.resource_version.clone();
-    request_reconcile::<sigil::api::Sync>(&ops, "dev", "resync-1").await;
+    request_reconcile::<sigil::api::ManifestSync>(&ops, "dev", "resync-1").await;
     ops.wait_sync(NS, "dev", "resync handled", WAIT, |s| {
         s.status
             .as_ref()
@@ -670,7 +673,7 @@ async fn impersonation_is_refused_without_rights() {
         .create(&PostParams::default(), &binding)
         .await
         .expect("create RoleBinding");
-    request_reconcile::<sigil::api::Sync>(&ops, "tenant", "granted").await;
+    request_reconcile::<sigil::api::ManifestSync>(&ops, "tenant", "granted").await;
     ops.wait_sync(
         NS,
         "tenant",
@@ -726,7 +729,7 @@ async fn an_object_of_another_sync_is_a_conflict_and_disabled_objects_are_left_a
     )
     .await
     .expect("disable and edit");
-    request_reconcile::<sigil::api::Sync>(&ops, "one", "after-disable").await;
+    request_reconcile::<sigil::api::ManifestSync>(&ops, "one", "after-disable").await;
     let sync = ops
         .wait_sync(NS, "one", "resync handled", WAIT, |s| {
             s.status

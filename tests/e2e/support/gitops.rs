@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
 use sigil::api::git_source::GitSource;
-use sigil::api::sync::Sync as SyncResource;
+use sigil::api::sync::ManifestSync;
 use sigil::controller::Options;
 use tokio_util::sync::CancellationToken;
 
@@ -91,16 +91,16 @@ impl GitOps {
     }
 
     /// Creates a Sync from YAML.
-    pub async fn create_sync(&self, namespace: &str, yaml: &str) -> SyncResource {
-        let sync: SyncResource = sigil::yaml::from_str(yaml).expect("Sync YAML");
-        Api::<SyncResource>::namespaced(self.client(), namespace)
+    pub async fn create_sync(&self, namespace: &str, yaml: &str) -> ManifestSync {
+        let sync: ManifestSync = sigil::yaml::from_str(yaml).expect("Sync YAML");
+        Api::<ManifestSync>::namespaced(self.client(), namespace)
             .create(&PostParams::default(), &sync)
             .await
             .expect("create Sync")
     }
 
-    pub async fn sync(&self, namespace: &str, name: &str) -> SyncResource {
-        Api::<SyncResource>::namespaced(self.client(), namespace)
+    pub async fn sync(&self, namespace: &str, name: &str) -> ManifestSync {
+        Api::<ManifestSync>::namespaced(self.client(), namespace)
             .get(name)
             .await
             .expect("get Sync")
@@ -120,8 +120,8 @@ impl GitOps {
         name: &str,
         what: &str,
         timeout: Duration,
-        check: impl Fn(&SyncResource) -> bool,
-    ) -> SyncResource {
+        check: impl Fn(&ManifestSync) -> bool,
+    ) -> ManifestSync {
         let deadline = Instant::now() + timeout;
         loop {
             let sync = self.sync(namespace, name).await;
@@ -153,12 +153,12 @@ impl GitOps {
 }
 
 /// The Ready condition's (status, reason, message) of a Sync.
-pub fn ready(sync: &SyncResource) -> Option<(String, String, String)> {
+pub fn ready(sync: &ManifestSync) -> Option<(String, String, String)> {
     condition(sync, "Ready")
 }
 
 /// A condition's (status, reason, message).
-pub fn condition(sync: &SyncResource, type_: &str) -> Option<(String, String, String)> {
+pub fn condition(sync: &ManifestSync, type_: &str) -> Option<(String, String, String)> {
     sync.status
         .as_ref()?
         .conditions
