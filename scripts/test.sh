@@ -43,6 +43,11 @@ step fmt cargo fmt --all -- --check
 step module-cycles python3 scripts/check-module-cycles.py
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step clippy-no-dev cargo clippy -p sigil --no-default-features --lib --bins -- -D warnings
+# What the container image ships (no `sigil dev`), for the e2e test that checks its commands. Its own
+# target dir under the cache, so it stays warm between runs and never replaces the tests' binary.
+NO_DEV_TARGET="$CACHE/target-no-dev"
+step build-no-dev cargo build -p sigil --no-default-features --bin sigil --target-dir "$NO_DEV_TARGET"
+export SIGIL_NO_DEV_BIN="$NO_DEV_TARGET/debug/sigil"
 case $runner in
     nextest)
         # One process per test (servers, env and globals stay apart), test binaries run side by side,

@@ -1,8 +1,8 @@
 //! Process-wide TLS set-up.
 //!
-//! The dependency tree enables both of rustls' crypto back ends (ring through
-//! kube, aws-lc-rs through the AWS SDK), so rustls cannot pick one by itself:
-//! every entry point calls [`install_crypto_provider`] before any TLS is used.
+//! ring is the only rustls crypto provider compiled in (kube, the AWS SDK's HTTP client, reqwest and
+//! so gix and the Vault client all use it); installing it explicitly at every entry point keeps it
+//! so even if a dependency later enables a second one, which would leave rustls unable to pick.
 
 /// Installs ring as the process-wide rustls crypto provider. Idempotent.
 pub fn install_crypto_provider() {

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -18,9 +17,9 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use zeroize::Zeroize;
 
-use super::Context;
 use super::schedule::{self, Schedule};
 use super::status::{StatusError, patch_status, publish};
+use super::{Context, runner};
 use crate::api::common::LocalObjectReference;
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::{Artifact, GitSource};
@@ -48,23 +47,8 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         cache,
         schedule: Schedule::default(),
     });
-    Controller::new(api, watcher::Config::default())
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
-        )
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(controller = CONTROLLER, error = %err, "reconcile");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_: Arc<GitSource>, err: &StatusError, _: Arc<State>) -> Action {
-    tracing::warn!(controller = CONTROLLER, error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    let controller = Controller::new(api, watcher::Config::default());
+    runner::run_retrying_soon(&ctx, CONTROLLER, controller, reconcile, state).await;
 }
 
 /// The value of `sigil.dev/reconcile-requested-at`, if set.

@@ -10,6 +10,7 @@ pub mod git_source;
 pub mod metrics;
 pub mod options;
 pub mod reload;
+pub mod runner;
 pub mod schedule;
 pub mod sealed_secret;
 pub mod sealing_keys;

@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::schedule::sleep_until;
+
 /// Workloads opt in with this annotation set to `"true"`.
 pub const RELOAD_ANNOTATION: &str = "sigil.dev/reload";
 /// Set on the pod template to roll the workload.
@@ -124,13 +126,6 @@ impl Reloader {
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,14 +1,25 @@
-//! When a reconcile may be skipped. kube's controller reconciles on every change of the object,
+//! When a reconcile runs: [`Schedule`] says when one may be skipped, [`sleep_until`] waits for
+//! the next due time.
+//!
+//! kube's controller reconciles on every change of the object,
 //! including the controller's own status writes; the GitSource and Sync controllers only act
 //! when their trigger (generation, requested-at annotation, source revision) changed or their
 //! interval (or backoff after a failure) has passed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::api::duration::{self, InvalidDuration};
-use crate::controller::backoff::exponential;
+use crate::controller::backoff::Failures;
+
+/// Sleeps until `deadline`, or forever when there is none (a `select!` arm that never fires).
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The shortest interval honoured: `0` would poll in a loop.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,64 +35,69 @@ pub fn interval(text: Option<&str>, default: Duration) -> Result<Duration, Inval
 struct Run {
     trigger: String,
     at: Instant,
-    failures: u32,
-}
-
-/// The last run per object.
-#[derive(Default)]
-pub struct Schedule {
-    runs: Mutex<HashMap<String, Run>>,
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(300);
 
-fn backoff(failures: u32, interval: Duration) -> Duration {
-    exponential(FIRST_RETRY, MAX_RETRY, failures).min(interval.max(FIRST_RETRY))
+/// The last run per object, and its failures in a row.
+pub struct Schedule {
+    runs: Mutex<HashMap<String, Run>>,
+    failures: Failures<String>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            runs: Mutex::new(HashMap::new()),
+            failures: Failures::new(FIRST_RETRY, MAX_RETRY),
+        }
+    }
 }
 
 impl Schedule {
+    fn runs(&self) -> MutexGuard<'_, HashMap<String, Run>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The retry delay after `failures` in a row: never longer than the interval itself.
+    fn backoff(&self, failures: u32, interval: Duration) -> Duration {
+        self.failures.delay(failures).min(interval.max(FIRST_RETRY))
+    }
+
     /// How long to wait instead of running, when the last run had the same trigger and is recent.
     pub fn skip(&self, key: &str, trigger: &str, interval: Duration) -> Option<Duration> {
-        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let runs = self.runs();
         let run = runs.get(key).filter(|r| r.trigger == trigger)?;
-        let due = if run.failures == 0 {
-            interval
-        } else {
-            backoff(run.failures, interval)
+        let due = match self.failures.count(&key.to_string()) {
+            0 => interval,
+            failures => self.backoff(failures, interval),
         };
         due.checked_sub(run.at.elapsed()).filter(|d| !d.is_zero())
     }
 
     /// Records a run; returns when the next one is due.
     pub fn record(&self, key: &str, trigger: &str, ok: bool, interval: Duration) -> Duration {
-        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let failures = match runs.get(key) {
-            Some(run) if !ok => run.failures + 1,
-            None if !ok => 1,
-            _ => 0,
-        };
-        runs.insert(
+        self.runs().insert(
             key.to_string(),
             Run {
                 trigger: trigger.to_string(),
                 at: Instant::now(),
-                failures,
             },
         );
+        let key = key.to_string();
         if ok {
+            self.failures.succeeded(&key);
             interval
         } else {
-            backoff(failures, interval)
+            self.backoff(self.failures.failed(&key), interval)
         }
     }
 
     /// Forgets an object (deleted).
     pub fn forget(&self, key: &str) {
-        self.runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.runs().remove(key);
+        self.failures.succeeded(&key.to_string());
     }
 }
 
@@ -132,7 +148,7 @@ mod tests {
         assert!(schedule.skip("a", "1", hour).is_some());
         assert_eq!(schedule.record("a", "1", true, hour), hour);
         assert_eq!(
-            backoff(30, Duration::from_secs(60)),
+            schedule.backoff(30, Duration::from_secs(60)),
             Duration::from_secs(60)
         );
     }

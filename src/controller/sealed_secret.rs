@@ -8,16 +8,15 @@
 //!   and the object is retried with capped exponential backoff.
 //! * Status is patched, and one Event published, only when something changed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Config};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
@@ -28,9 +27,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use secrecy::ExposeSecret;
 
+use super::backoff::Failures;
 use super::sealing_keys::KeyringHandle;
 use super::status::{StatusError, patch_status, publish};
-use super::{Context, backoff};
+use super::{Context, runner};
 use crate::api::conditions::{self, ConditionUpdate, READY};
 use crate::api::sealed_secret::{SealedSecret, SealedSecretStatus};
 use crate::crypto::manifest;
@@ -74,7 +74,7 @@ struct State {
     ctx: Arc<Context>,
     keys: KeyringHandle,
     store: Store<SealedSecret>,
-    failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+    failures: Failures<ObjectRef<SealedSecret>>,
 }
 
 /// Past this many failing objects, entries of deleted objects are dropped.
@@ -83,31 +83,15 @@ const FAILURES_PRUNE_AT: usize = 1024;
 impl State {
     /// The next retry delay for a failing object: 1s, 2s, 4s … capped, forever.
     fn backoff(&self, object: &ObjectRef<SealedSecret>) -> Duration {
-        let Ok(mut failures) = self.failures.lock() else {
-            return BACKOFF_CAP;
-        };
-        if failures.len() >= FAILURES_PRUNE_AT {
-            failures.retain(|reference, _| self.store.get(reference).is_some());
-        }
-        let count = failures.entry(object.clone()).or_insert(0);
-        let delay = backoff_delay(*count);
-        *count = count.saturating_add(1);
-        delay
+        self.failures.prune(FAILURES_PRUNE_AT, |reference| {
+            self.store.get(reference).is_some()
+        });
+        self.failures.retry_after(object)
     }
 
     fn succeeded(&self, object: &ObjectRef<SealedSecret>) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(object);
-        }
+        self.failures.succeeded(object);
     }
-}
-
-fn backoff_delay(previous_failures: u32) -> Duration {
-    backoff::exponential(
-        BACKOFF_BASE,
-        BACKOFF_CAP,
-        previous_failures.saturating_add(1),
-    )
 }
 
 /// Runs the controller until shutdown. Starts once the keyring was loaded.
@@ -121,12 +105,14 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
     // Every Secret event (metadata only) wakes the SealedSecret of the same name:
     // the Secrets it owns (drift, deletion), and also foreign ones that block it
     // (`SecretExists`) being deleted or annotated `sigil.dev/managed`.
-    let controller = Controller::new(sealed, watcher::Config::default())
-        .watches(secrets, watcher::Config::default(), |secret| {
+    let controller = Controller::new(sealed, watcher::Config::default()).watches(
+        secrets,
+        watcher::Config::default(),
+        |secret| {
             let namespace = secret.namespace()?;
             Some(ObjectRef::<SealedSecret>::new(&secret.name_any()).within(&namespace))
-        })
-        .with_config(Config::default().concurrency(ctx.options.concurrency));
+        },
+    );
     let store = controller.store();
     ctx.metrics.register(|registry| {
         registry.register_collector(Box::new(ByKey {
@@ -142,19 +128,10 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
         ctx: ctx.clone(),
         keys,
         store,
-        failures: Mutex::new(HashMap::new()),
+        failures: Failures::new(BACKOFF_BASE, BACKOFF_CAP),
     });
-    tracing::info!(controller = CONTROLLER, "starting");
-    controller
-        .reconcile_all_on(keyring_changes)
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(controller = CONTROLLER, error = %e, "reconcile trigger");
-            }
-        })
-        .await;
+    let controller = controller.reconcile_all_on(keyring_changes);
+    runner::run(&ctx, CONTROLLER, controller, reconcile, error_policy, state).await;
 }
 
 fn error_policy(object: Arc<SealedSecret>, error: &StatusError, state: Arc<State>) -> Action {
@@ -792,10 +769,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_cap_and_never_stops() {
-        assert_eq!(backoff_delay(0), Duration::from_secs(1));
-        assert_eq!(backoff_delay(1), Duration::from_secs(2));
-        assert_eq!(backoff_delay(5), Duration::from_secs(32));
-        assert_eq!(backoff_delay(9), BACKOFF_CAP);
-        assert_eq!(backoff_delay(u32::MAX), BACKOFF_CAP);
+        let failures: Failures<&str> = Failures::new(BACKOFF_BASE, BACKOFF_CAP);
+        assert_eq!(failures.delay(1), Duration::from_secs(1));
+        assert_eq!(failures.delay(2), Duration::from_secs(2));
+        assert_eq!(failures.delay(6), Duration::from_secs(32));
+        assert_eq!(failures.delay(10), BACKOFF_CAP);
+        assert_eq!(failures.delay(u32::MAX), BACKOFF_CAP);
     }
 }

@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::schedule::sleep_until;
 use super::{Context, backoff};
 use crate::api::conditions::{self, ConditionUpdate};
 use crate::api::external_secret::{ExternalSecret, StoreKind};
@@ -221,13 +222,6 @@ pub async fn run(
                 }
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -14,7 +14,6 @@ pub mod heal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -24,10 +23,10 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use self::heal::{Healer, Locks, Tracking};
-use super::Context;
 use super::git_source::{self, requested_at};
 use super::schedule::{self, Schedule};
 use super::status::{StatusError, patch_status, publish};
+use super::{Context, runner};
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
@@ -75,37 +74,21 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
     });
     let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
     let syncs = controller.store();
-    controller
-        .watches(
-            ctx.watched::<GitSource>(),
-            watcher::Config::default(),
-            move |source| {
-                let namespace = source.namespace();
-                let name = source.name_any();
-                syncs
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.namespace() == namespace && s.spec.source_ref.name == name)
-                    .map(|s| ObjectRef::from_obj(&*s))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(ctx.options.concurrency),
-        )
-        .graceful_shutdown_on(ctx.shutdown.clone().cancelled_owned())
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                tracing::debug!(controller = CONTROLLER, error = %err, "reconcile");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_: Arc<ManifestSync>, err: &StatusError, _: Arc<State>) -> Action {
-    tracing::warn!(controller = CONTROLLER, error = %err, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    let controller = controller.watches(
+        ctx.watched::<GitSource>(),
+        watcher::Config::default(),
+        move |source| {
+            let namespace = source.namespace();
+            let name = source.name_any();
+            syncs
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace && s.spec.source_ref.name == name)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        },
+    );
+    runner::run_retrying_soon(&ctx, CONTROLLER, controller, reconcile, state).await;
 }
 
 /// What one run concluded.

@@ -17,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_smithy_http_client::tls;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -82,6 +83,15 @@ impl AwsSecretsManager {
         }
         let credentials = credentials.into();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            // rustls on ring, the crypto provider kube and reqwest use too (the SDK's default
+            // client would compile aws-lc-rs beside it).
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
             .region(aws_config::Region::new(spec.region.clone()));
         if let AwsCredentials::Static(creds) = &credentials {
             loader = loader.credentials_provider(Credentials::new(
@@ -249,12 +259,7 @@ impl AwsSecretsManager {
     }
 
     async fn list(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
-        let pattern = query
-            .name_regexp
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))?;
+        let pattern = query.name_pattern()?;
         let mut filters = Vec::new();
         for (key, value) in &query.tags {
             filters.push(filter(FilterNameStringType::TagKey, key));
@@ -368,25 +373,11 @@ impl Provider for AwsSecretsManager {
         })
     }
 
-    fn find<'a>(
+    fn find_names<'a>(
         &'a self,
         query: &'a FindQuery,
-    ) -> BoxFuture<'a, Result<Vec<(String, SecretValue)>, ProviderError>> {
-        Box::pin(async move {
-            let names = self.list(query).await?;
-            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
-            let values = self.get_many(&keys).await;
-            names
-                .into_iter()
-                .zip(values)
-                .filter_map(|(name, value)| match value {
-                    Ok(value) => Some(Ok((name, value))),
-                    // Deleted between listing and reading.
-                    Err(ProviderError::NotFound { .. }) => None,
-                    Err(error) => Some(Err(error)),
-                })
-                .collect()
-        })
+    ) -> BoxFuture<'a, Result<Vec<String>, ProviderError>> {
+        Box::pin(self.list(query))
     }
 }
 

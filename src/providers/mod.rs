@@ -89,6 +89,17 @@ pub struct FindQuery {
     pub tags: BTreeMap<String, String>,
 }
 
+impl FindQuery {
+    /// `name_regexp` compiled, if set.
+    pub fn name_pattern(&self) -> Result<Option<regex::Regex>, ProviderError> {
+        self.name_regexp
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))
+    }
+}
+
 /// The most secrets one `find` returns; more is almost surely a mistaken pattern.
 pub const FIND_LIMIT: usize = 1_000;
 
@@ -152,11 +163,39 @@ pub trait Provider: Send + Sync {
         keys: &'a [RemoteKey],
     ) -> BoxFuture<'a, Vec<Result<SecretValue, ProviderError>>>;
 
-    /// Secrets matching a query, as (name, value), at most [`FIND_LIMIT`].
+    /// The names of the secrets matching a query.
+    fn find_names<'a>(
+        &'a self,
+        query: &'a FindQuery,
+    ) -> BoxFuture<'a, Result<Vec<String>, ProviderError>>;
+
+    /// Secrets matching a query, as (name, value), at most [`FIND_LIMIT`]: the names, then
+    /// their values read as [`Provider::get_many`] reads (batched where the backend can).
     fn find<'a>(
         &'a self,
         query: &'a FindQuery,
-    ) -> BoxFuture<'a, Result<Vec<(String, SecretValue)>, ProviderError>>;
+    ) -> BoxFuture<'a, Result<Vec<(String, SecretValue)>, ProviderError>> {
+        Box::pin(async move {
+            let names = self.find_names(query).await?;
+            if names.len() > FIND_LIMIT {
+                return Err(ProviderError::Config(format!(
+                    "find matches more than {FIND_LIMIT} secrets; narrow the name or tags"
+                )));
+            }
+            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
+            let values = self.get_many(&keys).await;
+            names
+                .into_iter()
+                .zip(values)
+                .filter_map(|(name, value)| match value {
+                    Ok(value) => Some(Ok((name, value))),
+                    // Deleted between listing and reading.
+                    Err(ProviderError::NotFound { .. }) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect()
+        })
+    }
 
     /// Reads one secret.
     fn get<'a>(&'a self, key: &'a RemoteKey) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {

@@ -627,22 +627,17 @@ impl Provider for VaultKv {
         })
     }
 
-    fn find<'a>(
+    fn find_names<'a>(
         &'a self,
         query: &'a FindQuery,
-    ) -> BoxFuture<'a, Result<Vec<(String, SecretValue)>, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Vec<String>, ProviderError>> {
         Box::pin(async move {
             if !query.tags.is_empty() && self.version == VaultKvVersion::V1 {
                 return Err(ProviderError::Config(
                     "find.tags needs KV version 2 (custom metadata)".into(),
                 ));
             }
-            let pattern = query
-                .name_regexp
-                .as_deref()
-                .map(regex::Regex::new)
-                .transpose()
-                .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))?;
+            let pattern = query.name_pattern()?;
             let mut names: Vec<String> = self
                 .list_recursive()
                 .await?
@@ -658,22 +653,7 @@ impl Provider for VaultKv {
                 }
                 names = kept;
             }
-            if names.len() > FIND_LIMIT {
-                return Err(ProviderError::Config(format!(
-                    "find matches more than {FIND_LIMIT} secrets; narrow the name or tags"
-                )));
-            }
-            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
-            let values = self.get_many(&keys).await;
-            names
-                .into_iter()
-                .zip(values)
-                .filter_map(|(name, value)| match value {
-                    Ok(value) => Some(Ok((name, value))),
-                    Err(ProviderError::NotFound { .. }) => None,
-                    Err(error) => Some(Err(error)),
-                })
-                .collect()
+            Ok(names)
         })
     }
 }

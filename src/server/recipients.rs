@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 
 use crate::api::sealed_secret::SealedSecret;
 use crate::controller::Context;
@@ -65,16 +66,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code.as_u16(),
-        });
-        (self.code, axum::Json(body)).into_response()
+        let status = Status {
+            status: Some("Failure".to_string()),
+            message: Some(self.message),
+            reason: Some(self.reason.to_string()),
+            code: Some(i32::from(self.code.as_u16())),
+            ..Status::default()
+        };
+        (self.code, axum::Json(status)).into_response()
     }
 }
 

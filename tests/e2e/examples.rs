@@ -3,10 +3,10 @@
 //! by some test.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::controller::free_port;
-use crate::support::dev::DevProcess;
+use crate::support::dev::{DevProcess, wait_ok};
 use crate::support::moto::{self, Moto, aws_stand_in};
 use crate::support::readme::{doc_programs, path_with, run_script, section, shell_blocks};
 
@@ -16,24 +16,6 @@ fn repo() -> &'static Path {
 
 fn readme() -> String {
     std::fs::read_to_string(repo().join("README.md")).expect("README.md")
-}
-
-/// Waits (bounded) until `GET url` answers 200.
-async fn wait_ok(url: &str, dev: &DevProcess) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(answer) = reqwest::get(url).await
-            && answer.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} never answered:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]

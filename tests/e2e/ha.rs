@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use kube_devserver::testing::{poll, wait_for};
+
 use crate::support::api_proxy::ApiProxy;
 use crate::support::controller::{ControllerProcess, client, lease_holder};
 use crate::support::dev::DevProcess;
@@ -105,18 +107,19 @@ pub async fn dev_without_controller() -> (DevProcess, kube::Client) {
 
 /// Waits (bounded) until `lease` is held by one of `names`; returns the holder.
 pub async fn wait_for_holder(client: &kube::Client, lease: &str, names: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(holder) = lease_holder(client, lease).await {
-            assert!(
-                names.contains(&holder.as_str()),
-                "lease {lease} held by unknown {holder}"
-            );
-            return holder;
-        }
-        assert!(Instant::now() < deadline, "nobody took lease {lease}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("a holder of lease {lease}");
+    let holder = wait_for(
+        &what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || lease_holder(client, lease),
+    )
+    .await;
+    assert!(
+        names.contains(&holder.as_str()),
+        "lease {lease} held by unknown {holder}"
+    );
+    holder
 }
 
 /// Waits until `standby` holds `lease` and has written it after `since`; returns how long after
@@ -127,22 +130,21 @@ async fn wait_for_takeover(
     since: Instant,
     limit: Duration,
 ) -> Duration {
-    let deadline = since + limit + Duration::from_secs(5);
-    loop {
+    let within = (since + limit + Duration::from_secs(5)).saturating_duration_since(Instant::now());
+    poll(within, Duration::from_millis(50), || async {
         let holder = lease_holder(client, LEASE).await;
-        if holder.as_deref() == Some(standby.process.name.as_str())
-            && standby.lease_writes_since(LEASE, since) > 0
-        {
-            return since.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} did not take over (holder {holder:?}):\n{}",
+        (holder.as_deref() == Some(standby.process.name.as_str())
+            && standby.lease_writes_since(LEASE, since) > 0)
+            .then(|| since.elapsed())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "{} did not take over:\n{}",
             standby.process.name,
             standby.process.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        )
+    })
 }
 
 /// Starts two replicas and returns them as (leader, standby) once one holds the lease and both

@@ -8,6 +8,8 @@ use kube::Api;
 use serde_json::Value;
 
 use crate::support::controller::{ControllerProcess, client};
+use kube_devserver::testing::assert_api_error;
+
 use crate::support::dev::DevProcess;
 use crate::support::kube_cli::{KubeCli, chart_dir};
 use crate::support::objects::{
@@ -238,10 +240,8 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
     let refused = Api::<Namespace>::all(client(&as_chart).await)
         .delete("apps", &Default::default())
         .await;
-    assert!(
-        matches!(refused, Err(kube::Error::Api(ref status)) if status.code == 403),
-        "the kubeconfig acts as the ServiceAccount: {refused:?}"
-    );
+    // The kubeconfig acts as the ServiceAccount.
+    assert_api_error(refused, 403, "Forbidden");
     let controller = ControllerProcess::start("sigil-0", &as_chart, dev.home(), &rest).await;
     wait_for_recipients(&admin, Duration::from_secs(30)).await;
     create_sealed_secret(&admin, &dev.kubeconfig, "apps", "db", "s3cret").await;
@@ -339,4 +339,54 @@ async fn helm_installs_upgrades_and_uninstalls_the_chart_in_sigil_dev() {
         cli.kubectl(&["get", "crd", &crd]);
     }
     cli.kubectl(&["-n", "apps", "get", "sealedsecret", "db"]);
+}
+
+/// The README's other path: CRDs applied first with `sigil crds | kubectl apply --server-side -f -`,
+/// then the chart. helm refuses to adopt CRDs a release did not create, so that install needs
+/// `--set crds.install=false`, as the README says.
+#[test]
+fn helm_install_after_sigil_crds_needs_crds_install_false() {
+    let dev = DevProcess::start(&["--no-controller", "--no-crds"]);
+    let cli = KubeCli::new(&dev.kubeconfig, dev.home());
+    let chart = chart_dir();
+    let chart = chart.to_str().expect("UTF-8 path");
+    let crds = std::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .arg("crds")
+        .output()
+        .expect("run sigil crds");
+    assert!(crds.status.success(), "sigil crds failed");
+    let file = dev.home().join("crds.yaml");
+    std::fs::write(&file, &crds.stdout).expect("write crds.yaml");
+    cli.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        file.to_str().expect("UTF-8 path"),
+    ]);
+
+    let refused = cli.helm_output(&["install", "sigil", chart, "-n", NS, "--create-namespace"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("cannot be imported into the current release"),
+        "helm refuses to adopt the CRDs:\n{stderr}"
+    );
+    let notes = cli.helm(&[
+        "install",
+        "sigil",
+        chart,
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        "crds.install=false",
+    ]);
+    assert!(notes.contains("STATUS: deployed"), "{notes}");
+    assert_exists(&cli, &["-n", NS, "get", "deployment", "sigil"]);
+    for crd in crd_names() {
+        let object = cli.kubectl_json(&["get", "crd", &crd]);
+        assert!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "Helm",
+            "{crd} stays outside the release"
+        );
+    }
 }

@@ -3,7 +3,6 @@
 mod chart;
 mod cli_help;
 mod crds;
-mod dev_api;
 mod examples;
 mod examples_sync;
 mod external_aws;

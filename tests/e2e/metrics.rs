@@ -13,8 +13,10 @@ use sigil::api::sealed_secret::SealedSecret;
 use sigil::api::sync::ManifestSync;
 use sigil::api::{ExternalSecret, SecretStore};
 
-use crate::support::controller::{client, free_port};
-use crate::support::dev::DevProcess;
+use kube_devserver::testing::poll;
+
+use crate::support::controller::{self, client, free_port};
+use crate::support::dev::{DevProcess, wait_ok};
 use crate::support::git_repo::GitRepo;
 use crate::support::moto::{self, Moto};
 use crate::support::objects::{
@@ -152,49 +154,30 @@ impl Exposition {
 }
 
 async fn get_metrics(url: &str) -> (String, String) {
-    let answer = reqwest::get(format!("{url}/metrics"))
-        .await
-        .expect("GET /metrics");
-    assert!(answer.status().is_success());
-    let content_type = answer
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (content_type, answer.text().await.expect("metrics body"))
+    controller::get_metrics(url).await.expect("GET /metrics")
 }
 
 /// Waits (bounded) until `/readyz` on `url` answers 200.
 async fn wait_ready(url: &str, dev: &DevProcess) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(answer) = reqwest::get(format!("{url}/readyz")).await
-            && answer.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "controller never ready:\n{}",
-            dev.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ok(&format!("{url}/readyz"), dev).await;
 }
 
 /// Waits (bounded) until the exposition satisfies `done`.
 async fn metrics_until(url: &str, what: &str, done: impl Fn(&Exposition) -> bool) -> Exposition {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, text) = get_metrics(url).await;
-        let exposition = Exposition::parse(&text);
-        if done(&exposition) {
-            return exposition;
-        }
-        assert!(Instant::now() < deadline, "{what} never showed:\n{text}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let last = std::cell::RefCell::new(String::new());
+    let found = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let (_, text) = get_metrics(url).await;
+            let exposition = Exposition::parse(&text);
+            let found = done(&exposition).then_some(exposition);
+            *last.borrow_mut() = text;
+            found
+        },
+    )
+    .await;
+    found.unwrap_or_else(|| panic!("{what} never showed:\n{}", last.borrow()))
 }
 
 const SEALED: &str = "sealedsecret";

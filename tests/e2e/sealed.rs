@@ -14,6 +14,7 @@ use sigil::crypto::recipients;
 use crate::support::dev::eventually;
 use crate::support::sealed::{Bed, CONTROLLER_NAMESPACE};
 use crate::support::tools::tool;
+use kube_devserver::testing::poll_blocking;
 
 const PASSWORD: &str = "e2e-pässwörd-7f3a9c";
 fn binary() -> Vec<u8> {
@@ -461,15 +462,7 @@ fn key_renewal_activates_a_new_key_and_old_values_still_open() {
         assert_eq!(key.as_deref(), Some(old_key.as_str()));
     });
     // Wait (bounded) for the renewal to publish a new active key.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let renewed = loop {
-        let now = String::from_utf8(bed.sigil_ok(&["fetch-key"], b"")).expect("UTF-8");
-        if now != first {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "no key renewal within 20s");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let renewed = next_recipients(&bed, &first);
     let new_key = fingerprint_of(renewed.trim());
     assert_ne!(new_key, old_key);
     let new = seal(&bed, "prod", "new");
@@ -610,15 +603,7 @@ fn validate_and_reencrypt_go_through_the_controller() {
     assert!(err.contains("ScopeMismatch"), "{err}");
 
     // After a renewal, reencrypt moves the values to the new key and keeps the scope.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let new_key = loop {
-        let now = String::from_utf8(bed.sigil_ok(&["fetch-key"], b"")).expect("UTF-8");
-        if now != first {
-            break fingerprint_of(now.trim());
-        }
-        assert!(Instant::now() < deadline, "no key renewal within 20s");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let new_key = fingerprint_of(next_recipients(&bed, &first).trim());
     bed.sigil_ok(&["reencrypt", "--controller-url", &url, &file], b"");
     let out = bed.sigil_ok(&["validate", "--controller-url", &url, &file], b"");
     assert!(
@@ -751,4 +736,13 @@ fn a_new_sealed_value_restarts_opted_in_workloads_but_the_first_sync_does_not() 
         assert_eq!(data(&live)["token"], b"second-token-9a8b");
     });
     bed.assert_no_plaintext(&[b"first-token-1f2e", b"second-token-9a8b"]);
+}
+
+/// Waits (bounded) until `sigil fetch-key` prints other recipients than `first` (a key renewal).
+fn next_recipients(bed: &Bed, first: &str) -> String {
+    poll_blocking(Duration::from_secs(20), Duration::from_millis(200), || {
+        let now = String::from_utf8(bed.sigil_ok(&["fetch-key"], b"")).expect("UTF-8");
+        (now != first).then_some(now)
+    })
+    .unwrap_or_else(|| panic!("no key renewal within 20s"))
 }

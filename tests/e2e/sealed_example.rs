@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::readme::{path_with, shell_blocks};
+use crate::support::readme::{path_with, shell_blocks, wait_bounded};
 use crate::support::sealed::Bed;
 use crate::support::tools::tool;
 
@@ -48,21 +48,7 @@ fn readme_walk_through_runs() {
         .stderr(std::fs::File::create(&err_path).expect("stderr file"))
         .spawn()
         .expect("bash runs");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the walk-through did not finish in 180s:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_bounded(&mut child, Duration::from_secs(180), &err_path);
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(

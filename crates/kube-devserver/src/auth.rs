@@ -5,7 +5,7 @@ use http::HeaderMap;
 use super::status::ApiError;
 
 /// The user the admin token authenticates as.
-pub const ADMIN_USER: &str = "sigil-dev-admin";
+pub const ADMIN_USER: &str = "kube-devserver-admin";
 
 /// Who a request acts as.
 #[derive(Clone, Debug, PartialEq, Eq)]

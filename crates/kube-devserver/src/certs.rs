@@ -30,7 +30,7 @@ pub fn generate(extra_ip: Option<IpAddr>) -> Result<ServingCerts, CertError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "sigil-dev-ca");
+        .push(DnType::CommonName, "kube-devserver-ca");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -59,7 +59,7 @@ pub fn generate(extra_ip: Option<IpAddr>) -> Result<ServingCerts, CertError> {
     let mut params = CertificateParams::new(names)?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "sigil-dev-apiserver");
+        .push(DnType::CommonName, "kube-devserver");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

@@ -22,7 +22,7 @@ pub fn version() -> Value {
         "minCompatibilityMajor": "1",
         "minCompatibilityMinor": "34",
         "gitVersion": KUBE_VERSION,
-        "gitCommit": "sigil-dev",
+        "gitCommit": "kube-devserver",
         "gitTreeState": "clean",
         "buildDate": "2025-01-01T00:00:00Z",
         "goVersion": "go1.25",

@@ -1,18 +1,4 @@
-//! The embedded Kubernetes API server behind `sigil dev` and the tests.
-//!
-//! It serves the built-in kinds sigil and its users touch, plus any CRD, from an
-//! in-memory store over HTTPS with bearer-token auth, following the API
-//! conventions of the real kube-apiserver closely enough for kube-rs, kubectl and
-//! helm. The production controller never depends on this module.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), kube_devserver::DevError> {
-//! let server = kube_devserver::DevServer::start(kube_devserver::DevOptions::default()).await?;
-//! let client = server.client().await?;
-//! # drop(client);
-//! server.shutdown().await;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod auth;
 mod certs;
@@ -42,6 +28,8 @@ mod status;
 mod store;
 mod strategy;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod token;
 mod watch;
 mod write;
@@ -207,7 +195,7 @@ impl DevServer {
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());
         Kubeconfig {
             clusters: vec![NamedCluster {
-                name: "sigil-dev".into(),
+                name: "kube-devserver".into(),
                 cluster: Some(Cluster {
                     server: Some(format!("https://{}", self.addr)),
                     certificate_authority_data: Some(ca),
@@ -224,16 +212,16 @@ impl DevServer {
                 other: Default::default(),
             }],
             contexts: vec![NamedContext {
-                name: "sigil-dev".into(),
+                name: "kube-devserver".into(),
                 context: Some(Context {
-                    cluster: "sigil-dev".into(),
+                    cluster: "kube-devserver".into(),
                     user: Some(ADMIN_USER.into()),
                     namespace: Some("default".into()),
                     ..Context::default()
                 }),
                 other: Default::default(),
             }],
-            current_context: Some("sigil-dev".into()),
+            current_context: Some("kube-devserver".into()),
             api_version: Some("v1".into()),
             kind: Some("Config".into()),
             ..Kubeconfig::default()
@@ -304,8 +292,14 @@ fn install_crd(st: &mut state::State, crd: &CustomResourceDefinition) -> Result<
         .registry
         .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         .ok_or_else(|| fail("CustomResourceDefinitions are not served".into()))?;
-    write::create(st, &rt, "", body, &write::WriteOptions::new("sigil-dev"))
-        .map_err(|e| fail(e.message))?;
+    write::create(
+        st,
+        &rt,
+        "",
+        body,
+        &write::WriteOptions::new("kube-devserver"),
+    )
+    .map_err(|e| fail(e.message))?;
     Ok(())
 }
 

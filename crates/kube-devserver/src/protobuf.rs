@@ -430,7 +430,7 @@ fn root(group: &str, kind: &str) -> Option<&'static [F]> {
 pub enum ProtobufError {
     #[error("the body is not valid Kubernetes protobuf: {0}")]
     Malformed(String),
-    #[error("sigil dev cannot read {0} in protobuf; send it as application/json")]
+    #[error("kube-devserver cannot read {0} in protobuf; send it as application/json")]
     Unsupported(String),
 }
 

@@ -1,5 +1,6 @@
 //! API errors as `Status` objects, worded like apimachinery's `k8s.io/apimachinery/pkg/api/errors`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use serde_json::{Value, json};
 
 /// A group + resource pair as errors name it (`deployments.apps`, `configmaps`).
@@ -343,19 +344,17 @@ impl ApiError {
 
     /// The error as a `Status` object.
     pub fn to_status(&self) -> Value {
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let (Some(details), Some(obj)) = (&self.details, status.as_object_mut()) {
-            obj.insert("details".into(), details.clone());
-        }
-        status
+        to_value(&Status {
+            status: Some("Failure".to_string()),
+            message: Some(self.message.clone()),
+            reason: Some(self.reason.to_string()),
+            code: Some(i32::from(self.code)),
+            details: self
+                .details
+                .clone()
+                .and_then(|d| serde_json::from_value(d).ok()),
+            ..Status::default()
+        })
     }
 }
 
@@ -365,13 +364,16 @@ pub fn delete_success(gr: &GroupResource, name: &str, uid: &str) -> Value {
     if let Some(obj) = d.as_object_mut() {
         obj.insert("uid".into(), uid.into());
     }
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": d,
+    to_value(&Status {
+        status: Some("Success".to_string()),
+        details: serde_json::from_value(d).ok(),
+        ..Status::default()
     })
+}
+
+fn to_value(status: &Status) -> Value {
+    // A Status of strings and numbers always serializes.
+    serde_json::to_value(status).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -306,9 +306,12 @@ mod tests {
                     .collect()
             })
         }
-        fn find<'a>(&'a self, _query: &'a FindQuery) -> BoxFuture<'a, FindResult> {
+        fn find_names<'a>(
+            &'a self,
+            _query: &'a FindQuery,
+        ) -> BoxFuture<'a, Result<Vec<String>, ProviderError>> {
             self.requests.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Ok(vec![("found".to_string(), SecretValue::new(b"f".to_vec()))]) })
+            Box::pin(async { Ok(vec!["found".to_string()]) })
         }
     }
 

@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use self::round::{Finished, Shared};
 use self::scheduler::{EsKey, Scheduler};
 use super::Context;
+use super::schedule::sleep_until;
 use super::secret_store::{self, StoreCaches, StoreEvent};
 use crate::api::conditions;
 use crate::api::external_secret::{ExternalSecret, StoreKind};
@@ -636,13 +637,6 @@ fn refresh_requested_since_sync(es: &ExternalSecret) -> bool {
             .ok()
             .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
             .is_some_and(|at| at > refreshed.0),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -22,8 +22,9 @@ use super::status::{self, Verdict, Written};
 use super::target::{self, HMAC_ANNOTATION, Ownership};
 use crate::api::external_secret::{CreationPolicy, DeletionPolicy, ExternalSecret};
 use crate::api::secret_store::Provider as ProviderSpec;
+use crate::controller::Context;
+use crate::controller::backoff::{self, Failures};
 use crate::controller::secret_store::{self, StoreCaches, StoreProblem};
-use crate::controller::{Context, backoff};
 use crate::crypto::manifest;
 use crate::providers::credentials::StoreKey;
 use crate::providers::{ClientCache, ProviderError};
@@ -34,6 +35,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MAX_WINDOW: Duration = Duration::from_secs(30);
 /// Longest a store may take to answer one round.
 const STORE_TIMEOUT: Duration = Duration::from_secs(120);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Refreshes of ExternalSecrets sharing a value spread over this window.
@@ -69,7 +71,7 @@ pub struct Shared {
     pub origin: Instant,
     /// resourceVersion of each Secret whose data we last saw equal to our fingerprint.
     verified: Mutex<HashMap<(String, String), String>>,
-    failures: Mutex<HashMap<EsKey, u32>>,
+    failures: Failures<EsKey>,
     recheck: Mutex<HashSet<StoreKey>>,
 }
 
@@ -104,7 +106,7 @@ impl Shared {
             periodic_permits: Semaphore::new(concurrency.max(1)),
             origin: Instant::now(),
             verified: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            failures: Failures::new(FIRST_BACKOFF, MAX_BACKOFF),
             recheck: Mutex::new(HashSet::new()),
         }
     }
@@ -137,16 +139,11 @@ impl Shared {
     }
 
     fn failed(&self, key: &EsKey) -> u32 {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let count = failures.entry(key.clone()).or_default();
-        *count += 1;
-        *count
+        self.failures.failed(key)
     }
 
     fn succeeded(&self, key: &EsKey) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
-        }
+        self.failures.succeeded(key);
     }
 
     pub fn forget(&self, key: &EsKey) {
@@ -180,7 +177,7 @@ fn backoff(failures: u32, interval: Duration) -> Duration {
     } else {
         MAX_BACKOFF.min(interval.max(Duration::from_secs(1)))
     };
-    backoff::exponential(Duration::from_secs(1), cap, failures)
+    backoff::exponential(FIRST_BACKOFF, cap, failures)
         .mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }
 

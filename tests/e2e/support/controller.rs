@@ -81,16 +81,9 @@ impl ControllerProcess {
 
     /// `GET /metrics`, with its content type.
     pub async fn metrics(&self) -> (String, String) {
-        let answer = reqwest::get(format!("{}/metrics", self.url))
+        get_metrics(&self.url)
             .await
-            .unwrap_or_else(|e| panic!("GET /metrics of {}: {e}\n{}", self.name, self.log()));
-        let content_type = answer
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        (content_type, answer.text().await.expect("metrics body"))
+            .unwrap_or_else(|e| panic!("GET /metrics of {}: {e}\n{}", self.name, self.log()))
     }
 
     /// What it logged so far.
@@ -157,4 +150,21 @@ pub async fn client(kubeconfig: &Path) -> kube::Client {
         .await
         .expect("client config");
     kube::Client::try_from(config).expect("client")
+}
+
+/// `GET {url}/metrics`: its content type and body.
+pub async fn get_metrics(url: &str) -> Result<(String, String), reqwest::Error> {
+    let answer = reqwest::get(format!("{url}/metrics")).await?;
+    assert!(
+        answer.status().is_success(),
+        "GET {url}/metrics: {}",
+        answer.status()
+    );
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((content_type, answer.text().await?))
 }

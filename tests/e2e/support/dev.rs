@@ -1,120 +1,26 @@
-//! The embedded API server for tests: in-process ([`start`]) or as a real
+//! The embedded API server for tests: in-process ([`start_with`]) or as a real
 //! `sigil dev` process ([`DevProcess`]), plus small helpers to drive it.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use kube::api::{Api, ObjectMeta, PostParams};
-use kube_devserver::{DevOptions, DevServer};
+use kube_devserver::testing::poll;
+pub use kube_devserver::testing::{Cluster, eventually, start_with};
 
-/// An in-process server and an admin client for it. Dropping it stops the server.
-pub struct Cluster {
-    pub server: DevServer,
-    pub client: kube::Client,
-}
-
-/// Starts a server on 127.0.0.1, a port chosen at run time.
-pub async fn start() -> Cluster {
-    start_with(DevOptions::default()).await
-}
-
-/// Starts a server with `opts` (its listen address is forced to 127.0.0.1:0).
-pub async fn start_with(opts: DevOptions) -> Cluster {
-    sigil::tls::install_crypto_provider();
-    let opts = DevOptions {
-        listen: "127.0.0.1:0".parse().expect("socket address"),
-        ..opts
-    };
-    let server = DevServer::start(opts)
-        .await
-        .expect("start the embedded API server");
-    let client = server
-        .client()
-        .await
-        .expect("client for the embedded API server");
-    Cluster { server, client }
-}
-
-impl Cluster {
-    /// A client acting as `user` (impersonation), e.g. `system:serviceaccount:ns:name`.
-    pub async fn client_as(&self, user: &str) -> kube::Client {
-        let mut kubeconfig = self.server.kubeconfig();
-        for auth in &mut kubeconfig.auth_infos {
-            if let Some(info) = auth.auth_info.as_mut() {
-                info.impersonate = Some(user.to_string());
-            }
-        }
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("impersonating config");
-        kube::Client::try_from(config).expect("impersonating client")
-    }
-
-    /// A client presenting `token` instead of the server's.
-    pub async fn client_with_token(&self, token: &str) -> kube::Client {
-        let mut kubeconfig = self.server.kubeconfig();
-        for auth in &mut kubeconfig.auth_infos {
-            if let Some(info) = auth.auth_info.as_mut() {
-                info.token = Some(token.to_string().into());
-            }
-        }
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("config");
-        kube::Client::try_from(config).expect("client")
-    }
-
-    /// Creates a namespace and waits until the in-process controllers have added its
-    /// `default` ServiceAccount and `kube-root-ca.crt` ConfigMap, so tests start settled.
-    pub async fn namespace(&self, name: &str) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let ns = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        api.create(&PostParams::default(), &ns)
-            .await
-            .expect("create namespace");
-        let configmaps: Api<ConfigMap> = Api::namespaced(self.client.clone(), name);
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), name);
-        eventually("the namespace's default objects", || async {
-            let cm = configmaps.get_opt("kube-root-ca.crt").await.ok().flatten();
-            let sa = accounts.get_opt("default").await.ok().flatten();
-            (cm.is_some() && sa.is_some()).then_some(())
-        })
-        .await;
-    }
-}
-
-/// Polls `check` every 50 ms for up to 10 s until it returns Some; panics naming `what` otherwise.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The status code and reason of a failed API call.
-pub fn api_error<T: std::fmt::Debug>(
-    result: Result<T, kube::Error>,
-) -> (u16, String, kube::core::Status) {
-    match result {
-        Err(kube::Error::Api(status)) => (status.code, status.reason.clone(), *status),
-        other => panic!("expected an API error, got {other:?}"),
+/// Waits (bounded) until `GET url` answers 200; panics with the log of `dev` otherwise.
+pub async fn wait_ok(url: &str, dev: &DevProcess) {
+    let answered = poll(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let answer = reqwest::get(url).await.ok()?;
+            answer.status().is_success().then_some(())
+        },
+    )
+    .await;
+    if answered.is_none() {
+        panic!("{url} never answered:\n{}", dev.log());
     }
 }
 

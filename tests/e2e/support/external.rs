@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -259,29 +259,7 @@ where
     wait_for_every(what, within, Duration::from_millis(100), check).await
 }
 
-/// Polls `check` every `every` until it returns Some, for at most `within`.
-pub async fn wait_for_every<T, F, Fut>(
-    what: &str,
-    within: Duration,
-    every: Duration,
-    mut check: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(every).await;
-    }
-}
+pub use kube_devserver::testing::wait_for as wait_for_every;
 
 /// The Ready condition's reason and message.
 pub fn ready_reason(es: &ExternalSecret) -> (String, String) {

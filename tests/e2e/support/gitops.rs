@@ -2,7 +2,7 @@
 //! runs it, with its HTTP port (webhooks) on a loopback port chosen at run time.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
@@ -12,6 +12,7 @@ use sigil::controller::Options;
 use tokio_util::sync::CancellationToken;
 
 use super::dev::{Cluster, start_with};
+use kube_devserver::testing::poll;
 
 /// Namespace of the controller (keys, recipients).
 pub const CONTROLLER_NAMESPACE: &str = "sigil-system";
@@ -122,19 +123,22 @@ impl GitOps {
         timeout: Duration,
         check: impl Fn(&ManifestSync) -> bool,
     ) -> ManifestSync {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let last = std::cell::RefCell::new(None);
+        let found = poll(timeout, Duration::from_millis(50), || async {
             let sync = self.sync(namespace, name).await;
             if check(&sync) {
-                return sync;
+                return Some(sync);
             }
-            assert!(
-                Instant::now() < deadline,
+            *last.borrow_mut() = Some(sync);
+            None
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
                 "timed out waiting for Sync {namespace}/{name}: {what}; status: {:#?}",
-                sync.status
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                last.into_inner().and_then(|s| s.status)
+            )
+        })
     }
 
     /// Events about an object, oldest first.
@@ -168,17 +172,10 @@ pub fn condition(sync: &ManifestSync, type_: &str) -> Option<(String, String, St
 }
 
 /// Polls `check` every 50 ms until it returns Some, for up to `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    kube_devserver::testing::wait_for(what, timeout, Duration::from_millis(50), check).await
 }

@@ -66,14 +66,17 @@ impl KubeCli {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// Runs helm, expecting success; returns stdout.
-    pub fn helm(&self, args: &[&str]) -> String {
-        let out = self
-            .command(&self.helm)
+    /// Runs helm; returns what it did, success or not.
+    pub fn helm_output(&self, args: &[&str]) -> Output {
+        self.command(&self.helm)
             .args(args)
             .output()
-            .expect("run helm");
-        succeeded("helm", args, out)
+            .expect("run helm")
+    }
+
+    /// Runs helm, expecting success; returns stdout.
+    pub fn helm(&self, args: &[&str]) -> String {
+        succeeded("helm", args, self.helm_output(args))
     }
 }
 

@@ -2,11 +2,12 @@
 //! user makes them (`sigil seal` against the cluster), and waits for their results.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
+use kube_devserver::testing::wait_for;
 use sigil::api::sealed_secret::SealedSecret;
 
 /// Creates namespace `name`.
@@ -30,24 +31,21 @@ pub async fn create_namespace(client: &kube::Client, name: &str) {
 /// Waits (bounded) until the controller published its recipients in `sigil-system`.
 pub async fn wait_for_recipients(client: &kube::Client, limit: Duration) -> String {
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "sigil-system");
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(text) = config_maps
-            .get_opt("sigil-recipients")
-            .await
-            .expect("read sigil-recipients")
-            .and_then(|cm| cm.data)
-            .and_then(|data| data.get("recipients").cloned())
-            .filter(|text| text.contains("age1"))
-        {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recipients published within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        "the published recipients",
+        limit,
+        Duration::from_millis(100),
+        || async {
+            config_maps
+                .get_opt("sigil-recipients")
+                .await
+                .expect("read sigil-recipients")
+                .and_then(|cm| cm.data)
+                .and_then(|data| data.get("recipients").cloned())
+                .filter(|text| text.contains("age1"))
+        },
+    )
+    .await
 }
 
 /// Seals a one-key Secret `namespace/name` with `sigil seal` (recipients fetched from the
@@ -104,15 +102,9 @@ pub async fn wait_for_secret(
     name: &str,
     limit: Duration,
 ) -> Secret {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = secret(client, namespace, name).await {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Secret {namespace}/{name} not written within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("Secret {namespace}/{name} written");
+    wait_for(&what, limit, Duration::from_millis(50), || {
+        secret(client, namespace, name)
+    })
+    .await
 }

@@ -3,10 +3,11 @@
 //! commands of the chart's NOTES.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use super::tools::tool;
+use kube_devserver::testing::poll_blocking;
 
 /// The `sh` blocks of a README, except those right after a `<!-- not run` comment.
 pub fn shell_blocks(readme: &str) -> Vec<String> {
@@ -68,21 +69,7 @@ pub fn run(blocks: &[String], dir: &Path, env: &[(&str, String)], limit: Duratio
         command.env(name, value);
     }
     let mut child = command.spawn().expect("bash runs");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the walk-through did not finish in {limit:?}:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_bounded(&mut child, limit, &err_path);
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     assert!(
@@ -179,21 +166,7 @@ pub fn run_script(script: &str, dir: &Path, env: &[(&str, &str)], limit: Duratio
         command.env(name, value);
     }
     let mut child = command.spawn().expect("bash runs");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for bash") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the script did not finish in {limit:?}:\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_bounded(&mut child, limit, &err_path);
     ScriptRun {
         success: status.success(),
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
@@ -224,4 +197,20 @@ fn a_section_ends_at_the_next_heading_of_its_level_outside_code() {
         "## A\ntext\n```sh\n# comment\n```\n### A.1\nmore\n"
     );
     assert_eq!(section(page, "## B"), "## B\nlast\n");
+}
+
+/// Waits (bounded by `limit`) for a script to exit; kills it and panics with its stderr (in
+/// `err_path`) when it did not.
+pub fn wait_bounded(child: &mut Child, limit: Duration, err_path: &Path) -> ExitStatus {
+    poll_blocking(limit, Duration::from_millis(100), || {
+        child.try_wait().expect("wait for bash")
+    })
+    .unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the script did not finish in {limit:?}:\n{}",
+            std::fs::read_to_string(err_path).unwrap_or_default()
+        )
+    })
 }

@@ -1,5 +1,4 @@
-//! The embedded API server (`kube_devserver`) driven with the kube client, checked
-//! against the Kubernetes API conventions: status codes and reasons, resource
+//! The API server driven with the kube client, checked against the Kubernetes API conventions: status codes and reasons, resource
 //! versions and conflicts, watch semantics, apply, deletion and garbage
 //! collection, CRDs, RBAC for impersonated users.
 
@@ -20,7 +19,7 @@ use kube::runtime::watcher;
 use kube_devserver::DevOptions;
 use serde_json::{Value, json};
 
-use crate::support::dev::{self, Cluster, api_error, eventually};
+use kube_devserver::testing::{self as dev, Cluster, api_error, eventually};
 
 const NS: &str = "apps";
 
@@ -30,6 +29,38 @@ fn obj<K: serde::de::DeserializeOwned>(value: Value) -> K {
 
 fn cm(name: &str, data: Value) -> ConfigMap {
     obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}))
+}
+
+/// Two CRDs of a made-up group, one namespaced and one cluster-scoped, as a user installs them.
+fn test_crds() -> Vec<CustomResourceDefinition> {
+    [("Widget", "widgets", "Namespaced"), ("ClusterGadget", "clustergadgets", "Cluster")]
+        .into_iter()
+        .map(|(kind, plural, scope)| {
+            obj(json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.example.com")},
+                "spec": {
+                    "group": "example.com",
+                    "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
+                    "scope": scope,
+                    "versions": [{
+                        "name": "v1alpha1",
+                        "served": true,
+                        "storage": true,
+                        "subresources": {"status": {}},
+                        "schema": {"openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                            },
+                        }},
+                    }],
+                },
+            }))
+        })
+        .collect()
 }
 
 async fn cluster() -> Cluster {
@@ -184,7 +215,7 @@ async fn tls_offers_http2_and_http1_with_a_certificate_for_the_loopback_address(
 #[tokio::test]
 async fn discovery_lists_builtins_and_installed_crds() {
     let c = dev::start_with(DevOptions {
-        install_crds: sigil::api::crds(),
+        install_crds: test_crds(),
         ..DevOptions::default()
     })
     .await;
@@ -208,13 +239,8 @@ async fn discovery_lists_builtins_and_installed_crds() {
             "ClusterRoleBinding",
             "clusterrolebindings",
         ),
-        ("sigil.dev", "v1alpha1", "SealedSecret", "sealedsecrets"),
-        (
-            "sigil.dev",
-            "v1alpha1",
-            "ClusterSecretStore",
-            "clustersecretstores",
-        ),
+        ("example.com", "v1alpha1", "Widget", "widgets"),
+        ("example.com", "v1alpha1", "ClusterGadget", "clustergadgets"),
     ] {
         let (ar, caps) = discovery
             .resolve_gvk(&GroupVersionKind::gvk(group, version, kind))
@@ -222,7 +248,7 @@ async fn discovery_lists_builtins_and_installed_crds() {
         assert_eq!(ar.plural, plural);
         assert_eq!(
             caps.scope == kube::discovery::Scope::Cluster,
-            matches!(kind, "ClusterRoleBinding" | "ClusterSecretStore")
+            matches!(kind, "ClusterRoleBinding" | "ClusterGadget")
         );
     }
 
@@ -271,9 +297,9 @@ async fn discovery_lists_builtins_and_installed_crds() {
 
     let (code, _, index) = raw(&c.client, "GET", "/openapi/v3", &[], None).await;
     assert_eq!(code, 200);
-    let url = index["paths"]["apis/sigil.dev/v1alpha1"]["serverRelativeURL"]
+    let url = index["paths"]["apis/example.com/v1alpha1"]["serverRelativeURL"]
         .as_str()
-        .expect("sigil.dev in the OpenAPI index")
+        .expect("example.com in the OpenAPI index")
         .to_string();
     let (code, _, doc) = raw(&c.client, "GET", &url, &[], None).await;
     assert_eq!(code, 200);
@@ -281,7 +307,7 @@ async fn discovery_lists_builtins_and_installed_crds() {
     assert!(
         schemas
             .values()
-            .any(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "SealedSecret")
+            .any(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "Widget")
     );
 }
 
@@ -1332,8 +1358,8 @@ async fn events_are_one_resource_in_two_apis() {
     let event = obj(json!({
         "metadata": {"name": "e1"},
         "eventTime": "2025-01-01T00:00:00.000000Z",
-        "reportingController": "sigil.dev/controller",
-        "reportingInstance": "sigil-0",
+        "reportingController": "example.com/controller",
+        "reportingInstance": "controller-0",
         "action": "Reconcile",
         "reason": "Synced",
         "note": "all good",
@@ -1352,7 +1378,7 @@ async fn events_are_one_resource_in_two_apis() {
     assert_eq!(seen.involved_object.name.as_deref(), Some("app"));
     assert_eq!(
         seen.reporting_component.as_deref(),
-        Some("sigil.dev/controller")
+        Some("example.com/controller")
     );
 }
 
