@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use sigil::controller::leader::{self, LeaderConfig, SkewedClock};
+use sigil::operator::leader::{self, LeaderConfig, SkewedClock};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::dev;
