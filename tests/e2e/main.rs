@@ -9,6 +9,7 @@ mod examples_sync;
 mod external_aws;
 mod external_example;
 mod external_vault;
+mod external_vault_auth;
 mod git;
 mod ha;
 mod helm_install;
