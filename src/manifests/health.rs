@@ -391,7 +391,11 @@ mod tests {
         );
         let old_left = deployment_with(json!({"observedGeneration": 2, "replicas": 4,
             "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}));
-        assert!(assess(Some(&old_left)).message().contains("pending termination"));
+        assert!(
+            assess(Some(&old_left))
+                .message()
+                .contains("pending termination")
+        );
         let unavailable = deployment_with(json!({"observedGeneration": 2, "replicas": 3,
             "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 2}));
         assert_eq!(
@@ -400,14 +404,15 @@ mod tests {
         );
         let counts_only = deployment_with(json!({"observedGeneration": 2, "replicas": 3,
             "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}));
-        assert!(matches!(
-            assess(Some(&counts_only)),
-            Health::InProgress(_)
-        ));
+        assert!(matches!(assess(Some(&counts_only)), Health::InProgress(_)));
         let done = deployment_with(json!({"observedGeneration": 2, "replicas": 3,
             "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3,
             "conditions": rolled_out_conditions()}));
-        assert!(assess(Some(&done)).is_current(), "{:?}", assess(Some(&done)));
+        assert!(
+            assess(Some(&done)).is_current(),
+            "{:?}",
+            assess(Some(&done))
+        );
     }
 
     #[test]
@@ -418,7 +423,10 @@ mod tests {
             "message": "ReplicaSet \"web-7d\" has timed out progressing."}]}));
         let health = assess(Some(&stuck));
         assert!(health.is_failed());
-        assert!(health.message().contains("timed out progressing"), "{health}");
+        assert!(
+            health.message().contains("timed out progressing"),
+            "{health}"
+        );
     }
 
     #[test]
@@ -442,10 +450,7 @@ mod tests {
                 "currentReplicas": 2, "updatedReplicas": 0,
                 "currentRevision": "db-1", "updateRevision": "db-2"}),
         );
-        assert!(matches!(
-            assess(Some(&old_revision)),
-            Health::InProgress(_)
-        ));
+        assert!(matches!(assess(Some(&old_revision)), Health::InProgress(_)));
         let done = base(
             json!({"replicas": 2}),
             json!({"observedGeneration": 1, "replicas": 2, "readyReplicas": 2,
@@ -493,29 +498,40 @@ mod tests {
             json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
                 "status": {"succeeded": 0, "failed": 2, "active": 1, "conditions": conditions}})
         };
-        assert!(matches!(assess(Some(&job(json!([])))), Health::InProgress(_)));
+        assert!(matches!(
+            assess(Some(&job(json!([])))),
+            Health::InProgress(_)
+        ));
         let failed = assess(Some(&job(json!([{"type": "Failed", "status": "True",
             "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]))));
         assert!(failed.is_failed());
-        assert!(failed.message().contains("BackoffLimitExceeded"), "{failed}");
         assert!(
-            assess(Some(&job(
-                json!([{"type": "Complete", "status": "True"}])
-            )))
-            .is_current()
+            failed.message().contains("BackoffLimitExceeded"),
+            "{failed}"
         );
+        assert!(assess(Some(&job(json!([{"type": "Complete", "status": "True"}])))).is_current());
     }
 
     #[test]
     fn claims_crds_services_and_pods() {
-        let pvc = |phase: &str| json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data"}, "status": {"phase": phase}});
-        assert!(matches!(assess(Some(&pvc("Pending"))), Health::InProgress(_)));
+        let pvc = |phase: &str| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data"}, "status": {"phase": phase}})
+        };
+        assert!(matches!(
+            assess(Some(&pvc("Pending"))),
+            Health::InProgress(_)
+        ));
         assert!(assess(Some(&pvc("Bound"))).is_current());
-        let crd = |conditions: Value| json!({"apiVersion": "apiextensions.k8s.io/v1",
+        let crd = |conditions: Value| {
+            json!({"apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.com"},
-            "status": {"conditions": conditions}});
-        assert!(matches!(assess(Some(&crd(json!([])))), Health::InProgress(_)));
+            "status": {"conditions": conditions}})
+        };
+        assert!(matches!(
+            assess(Some(&crd(json!([])))),
+            Health::InProgress(_)
+        ));
         assert!(
             assess(Some(&crd(
                 json!([{"type": "Established", "status": "True"}])
@@ -528,9 +544,14 @@ mod tests {
             )))
             .is_failed()
         );
-        let lb = |status: Value| json!({"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "edge"}, "spec": {"type": "LoadBalancer"}, "status": status});
-        assert!(matches!(assess(Some(&lb(json!({})))), Health::InProgress(_)));
+        let lb = |status: Value| {
+            json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "edge"}, "spec": {"type": "LoadBalancer"}, "status": status})
+        };
+        assert!(matches!(
+            assess(Some(&lb(json!({})))),
+            Health::InProgress(_)
+        ));
         assert!(
             assess(Some(&lb(
                 json!({"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}})
@@ -547,9 +568,11 @@ mod tests {
 
     #[test]
     fn objects_with_conditions_follow_ready_stalled_and_reconciling() {
-        let with = |conditions: Value| json!({"apiVersion": "sigil.dev/v1alpha1",
+        let with = |conditions: Value| {
+            json!({"apiVersion": "sigil.dev/v1alpha1",
             "kind": "SealedSecret", "metadata": {"name": "db", "generation": 1},
-            "status": {"observedGeneration": 1, "conditions": conditions}});
+            "status": {"observedGeneration": 1, "conditions": conditions}})
+        };
         assert!(
             assess(Some(&with(
                 json!([{"type": "Ready", "status": "True", "reason": "Unsealed"}])

@@ -252,7 +252,11 @@ mod tests {
 
     #[test]
     fn braced_references_defaults_and_escapes() {
-        let v = vars(&[("cluster_env", "prod"), ("region", "eu-central-1"), ("empty", "")]);
+        let v = vars(&[
+            ("cluster_env", "prod"),
+            ("region", "eu-central-1"),
+            ("empty", ""),
+        ]);
         let cases = [
             ("env: ${cluster_env}", "env: prod"),
             ("env: $cluster_env", "env: $cluster_env"),
@@ -273,7 +277,11 @@ mod tests {
             ("two: ${cluster_env}-${region}", "two: prod-eu-central-1"),
         ];
         for (input, expected) in cases {
-            assert_eq!(substitute_text(input, &v).as_deref(), Ok(expected), "{input}");
+            assert_eq!(
+                substitute_text(input, &v).as_deref(),
+                Ok(expected),
+                "{input}"
+            );
         }
     }
 
@@ -307,7 +315,10 @@ mod tests {
         v.extend([("a", "from-configmap"), ("b", "line1\nline2\n")])
             .expect("names");
         v.extend([("a", "inline")]).expect("names");
-        assert_eq!(substitute_text("${a} ${b}", &v).as_deref(), Ok("inline line1line2"));
+        assert_eq!(
+            substitute_text("${a} ${b}", &v).as_deref(),
+            Ok("inline line1line2")
+        );
     }
 
     #[test]
@@ -354,7 +365,8 @@ mod tests {
             "data": {"password": "ENC[AES256_GCM,data:${x},type:str]"},
             "sops": {"mac": "ENC[...]", "age": []}});
         assert_eq!(substitute_object(&sops, &v).expect("unchanged"), sops);
-        let armored = "-----BEGIN AGE ENCRYPTED FILE-----\n${x}\n-----END AGE ENCRYPTED FILE-----\n";
+        let armored =
+            "-----BEGIN AGE ENCRYPTED FILE-----\n${x}\n-----END AGE ENCRYPTED FILE-----\n";
         let sealed = json!({"apiVersion": "sigil.dev/v1alpha1", "kind": "SealedSecret",
             "metadata": {"name": "db", "namespace": "${ns}"},
             "spec": {"encryptedData": {"password": armored}}});

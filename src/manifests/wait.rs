@@ -32,9 +32,14 @@ pub async fn live_health(target: &Target, resolver: &Resolver, entry: &Inventory
 pub enum WaitOutcome {
     Healthy,
     /// An object reported Failed.
-    Failed { object: String, why: String },
+    Failed {
+        object: String,
+        why: String,
+    },
     /// The timeout passed with these objects not yet Current.
-    TimedOut { pending: Vec<(String, String)> },
+    TimedOut {
+        pending: Vec<(String, String)>,
+    },
 }
 
 impl WaitOutcome {

@@ -148,7 +148,10 @@ async fn get_tree_reconcile_suspend_and_resume_show_and_steer_the_state() {
     };
     assert!(all.starts_with("NAMESPACE"), "{all}");
     let source_line = line("gitsource/fleet");
-    assert!(source_line.contains("True") && source_line.contains(&revision), "{all}");
+    assert!(
+        source_line.contains("True") && source_line.contains(&revision),
+        "{all}"
+    );
     let apps_line = line("sync/apps");
     assert!(
         apps_line.contains("True")
@@ -164,24 +167,41 @@ async fn get_tree_reconcile_suspend_and_resume_show_and_steer_the_state() {
     // One kind, wide: SUSPENDED and MESSAGE columns; names without the kind prefix.
     let wide = expect_exit(&dev, &["get", "sync", "-n", NS, "-o", "wide"], 0);
     let header = wide.lines().next().expect("header");
-    for column in ["NAME", "READY", "REASON", "REVISION", "SUSPENDED", "AGE", "MESSAGE"] {
+    for column in [
+        "NAME",
+        "READY",
+        "REASON",
+        "REVISION",
+        "SUSPENDED",
+        "AGE",
+        "MESSAGE",
+    ] {
         assert!(header.contains(column), "{wide}");
     }
     assert!(wide.lines().any(|l| l.starts_with("apps ")), "{wide}");
-    let one: serde_json::Value =
-        serde_json::from_str(&expect_exit(&dev, &["get", "sync/apps", "-n", NS, "-o", "json"], 0))
-            .expect("JSON");
+    let one: serde_json::Value = serde_json::from_str(&expect_exit(
+        &dev,
+        &["get", "sync/apps", "-n", NS, "-o", "json"],
+        0,
+    ))
+    .expect("JSON");
     assert_eq!(one["kind"], "Sync");
     assert_eq!(one["status"]["lastAppliedRevision"], revision.as_str());
     let list = expect_exit(&dev, &["get", "gitsources", "-n", NS, "-o", "yaml"], 0);
-    assert!(list.contains("kind: List") && list.contains("name: fleet"), "{list}");
+    assert!(
+        list.contains("kind: List") && list.contains("name: fleet"),
+        "{list}"
+    );
     expect_exit(&dev, &["get", "sync/nope", "-n", NS], 1);
     expect_exit(&dev, &["get", "deployments"], 1);
 
     // sigil tree: the inventory with health; the Deployment has not rolled out (exit 3).
     let tree = expect_exit(&dev, &["tree", "sync/apps", "-n", NS], 3);
     let lines: Vec<&str> = tree.lines().collect();
-    assert!(lines[0].starts_with("Sync/gitops/apps") && lines[0].contains("Current"), "{tree}");
+    assert!(
+        lines[0].starts_with("Sync/gitops/apps") && lines[0].contains("Current"),
+        "{tree}"
+    );
     assert_eq!(lines.len(), 4, "{tree}");
     let web = lines
         .iter()
@@ -189,7 +209,9 @@ async fn get_tree_reconcile_suspend_and_resume_show_and_steer_the_state() {
         .unwrap_or_else(|| panic!("{tree}"));
     assert!(web.contains("InProgress"), "{tree}");
     assert!(
-        lines.iter().any(|l| l.contains("── Namespace/apps") && l.contains("Current")),
+        lines
+            .iter()
+            .any(|l| l.contains("── Namespace/apps") && l.contains("Current")),
         "{tree}"
     );
     finish_rollout(&client).await;
@@ -200,14 +222,26 @@ async fn get_tree_reconcile_suspend_and_resume_show_and_steer_the_state() {
     assert!(children.iter().all(|c| c["health"] == "Current"), "{tree}");
 
     // sigil reconcile: handled and Ready → 0; a failing Sync → 3.
-    let out = expect_exit(&dev, &["reconcile", "sync/apps", "-n", NS, "--with-source"], 0);
+    let out = expect_exit(
+        &dev,
+        &["reconcile", "sync/apps", "-n", NS, "--with-source"],
+        0,
+    );
     assert!(
         out.contains("sync.sigil.dev/apps reconciled") && out.contains(&revision),
         "{out}"
     );
     let sync = syncs.get("apps").await.expect("Sync");
-    assert!(sync.status.and_then(|s| s.last_handled_reconcile_at).is_some());
-    expect_exit(&dev, &["reconcile", "sync/broken", "-n", NS, "--timeout", "30s"], 3);
+    assert!(
+        sync.status
+            .and_then(|s| s.last_handled_reconcile_at)
+            .is_some()
+    );
+    expect_exit(
+        &dev,
+        &["reconcile", "sync/broken", "-n", NS, "--timeout", "30s"],
+        3,
+    );
     expect_exit(&dev, &["reconcile", "sealedsecret/x", "-n", NS], 1);
 
     // suspend / resume.
@@ -216,11 +250,18 @@ async fn get_tree_reconcile_suspend_and_resume_show_and_steer_the_state() {
     assert!(syncs.get("apps").await.expect("Sync").spec.suspend);
     let refused = sigil(&dev, &["reconcile", "sync/apps", "-n", NS]);
     assert_eq!(refused.status.code(), Some(1));
-    assert!(text(&refused).1.contains("is suspended"), "{:?}", text(&refused));
+    assert!(
+        text(&refused).1.contains("is suspended"),
+        "{:?}",
+        text(&refused)
+    );
     let wide = expect_exit(&dev, &["get", "sync/apps", "-n", NS, "-o", "wide"], 0);
     let column = wide.find("SUSPENDED").expect("SUSPENDED column");
     let row = wide.lines().nth(1).expect("a row");
-    assert!(row.get(column..).is_some_and(|c| c.starts_with("True")), "{wide}");
+    assert!(
+        row.get(column..).is_some_and(|c| c.starts_with("True")),
+        "{wide}"
+    );
     let out = expect_exit(&dev, &["resume", "sync/apps", "-n", NS], 0);
     assert!(out.starts_with("sync.sigil.dev/apps resumed"), "{out}");
     assert!(!syncs.get("apps").await.expect("Sync").spec.suspend);

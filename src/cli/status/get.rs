@@ -98,7 +98,9 @@ pub async fn get(client: &kube::Client, namespace: &str, args: &Args) -> anyhow:
             .collect();
         let value = match (&name, items.as_slice()) {
             (Some(_), [one]) => one.clone(),
-            _ => json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}),
+            _ => {
+                json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
+            }
         };
         return write_structured(format, &value);
     }
@@ -133,7 +135,10 @@ fn detail(kind: &SigilKind, object: &Value) -> String {
         "GitSource" => text("/status/artifact/revision"),
         "Sync" => text("/status/lastAppliedRevision"),
         "SealedSecret" => text("/status/keyFingerprint"),
-        "ExternalSecret" => match object.pointer("/status/refreshTime").and_then(Value::as_str) {
+        "ExternalSecret" => match object
+            .pointer("/status/refreshTime")
+            .and_then(Value::as_str)
+        {
             Some(time) => format!("{} ago", age_since(Some(time))),
             None => "never".into(),
         },

@@ -69,8 +69,8 @@ pub struct Connection {
 impl Connection {
     /// A client and the namespace to use.
     pub async fn connect(&self) -> anyhow::Result<(kube::Client, String)> {
-        let client = crate::cli::controller::client(self.kubeconfig.as_deref().map(Path::new))
-            .await?;
+        let client =
+            crate::cli::controller::client(self.kubeconfig.as_deref().map(Path::new)).await?;
         let namespace = self
             .namespace
             .clone()
@@ -142,9 +142,7 @@ impl SigilKind {
     /// An API for this kind in `namespace` (or cluster-wide when `None` or cluster-scoped).
     pub fn api(&self, client: &kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
         match namespace {
-            Some(ns) if self.namespaced => {
-                Api::namespaced_with(client.clone(), ns, &self.resource)
-            }
+            Some(ns) if self.namespaced => Api::namespaced_with(client.clone(), ns, &self.resource),
             _ => Api::all_with(client.clone(), &self.resource),
         }
     }
@@ -203,7 +201,9 @@ pub fn ready_of(object: &Value) -> (String, String, String) {
 
 /// Whether the controller has acted on the current spec (`status.observedGeneration`).
 pub fn observed_current(object: &Value) -> bool {
-    let generation = object.pointer("/metadata/generation").and_then(Value::as_i64);
+    let generation = object
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64);
     let observed = object
         .pointer("/status/observedGeneration")
         .and_then(Value::as_i64);
@@ -352,7 +352,10 @@ mod tests {
             assert_eq!(find_kind(name).expect("known").kind(), "Sync", "{name}");
         }
         assert_eq!(find_kind("es").expect("known").kind(), "ExternalSecret");
-        assert_eq!(find_kind("css").expect("known").kind(), "ClusterSecretStore");
+        assert_eq!(
+            find_kind("css").expect("known").kind(),
+            "ClusterSecretStore"
+        );
         assert!(!find_kind("css").expect("known").namespaced);
         let err = find_kind("deployment").expect_err("not sigil's");
         assert!(err.to_string().contains("gitsource, sync"), "{err}");
