@@ -233,7 +233,7 @@ async fn whole_loop(client: &kube::Client) -> BenchResult<()> {
         client.clone(),
         sigil::controller::Options::default(),
     ));
-    let controllers = tokio::spawn(sigil::controller::sync::run_with_sources(ctx.clone()));
+    let controllers = tokio::spawn(sigil::operator::run_gitops(ctx.clone()));
     let source: sigil::api::GitSource = sigil::yaml::from_str(&format!(
         "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: bench\nspec:\n  url: file://{}\n  interval: 1h\n",
         repo.path().display()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # sigil's whole check, the same on a laptop and in CI (`.ci/run` calls it):
-# installs the test tools, then cargo fmt --check, clippy -D warnings, and every test.
+# installs the test tools, then cargo fmt --check, the module-cycle check, clippy -D warnings, and every test.
 #
 # Environment:
 #   SIGIL_TEST_CACHE   tool cache (default ~/.cache/sigil-test); the tests find programs in $SIGIL_TEST_CACHE/bin
@@ -40,16 +40,18 @@ if [[ -z $runner ]]; then
 fi
 
 step fmt cargo fmt --all -- --check
-step clippy cargo clippy --all-targets -- -D warnings
+step module-cycles python3 scripts/check-module-cycles.py
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step clippy-no-dev cargo clippy -p sigil --no-default-features --lib --bins -- -D warnings
 case $runner in
     nextest)
         # One process per test (servers, env and globals stay apart), test binaries run side by side,
         # and a hard per-test timeout (.config/nextest.toml). nextest does not run doctests: cargo test
         # --doc does, first, so that nextest's summary is the run's closing line.
-        step doctests cargo test --doc
-        step tests cargo nextest run --lib --bins --tests --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
+        step doctests cargo test --workspace --doc
+        step tests cargo nextest run --workspace --lib --bins --tests --profile "$([[ ${CI:-} == true ]] && echo ci || echo default)"
         ;;
-    cargo) step tests cargo test --lib --bins --tests ;;
+    cargo) step tests cargo test --workspace --lib --bins --tests ;;
     *)
         echo "scripts/test.sh: SIGIL_TEST_RUNNER must be nextest or cargo, not '$runner'" >&2
         exit 2

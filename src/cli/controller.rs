@@ -106,7 +106,7 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
         store_requests_per_second: args.store_requests_per_second,
         reload_debounce: args.reload_debounce,
     };
-    controller::run(client, options, shutdown_signal()).await?;
+    crate::operator::run(client, options, shutdown_signal()).await?;
     Ok(())
 }
 

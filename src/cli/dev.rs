@@ -74,9 +74,11 @@ pub async fn run(args: Args) -> Result<(), DevCliError> {
             ..Options::default()
         };
         let token = stop.clone();
-        Some(tokio::spawn(controller::run(client, options, async move {
-            token.cancelled().await
-        })))
+        Some(tokio::spawn(crate::operator::run(
+            client,
+            options,
+            async move { token.cancelled().await },
+        )))
     };
     server.write_kubeconfig(&args.kubeconfig)?;
     let shown = std::path::absolute(&args.kubeconfig).unwrap_or_else(|_| args.kubeconfig.clone());

@@ -1,6 +1,6 @@
 //! `sigil fetch-key`: the recipients the cluster wants values sealed to.
 
-use super::sealing::{CliError, ClusterArgs, fetch_recipients, write_stdout};
+use super::common::{CliError, ClusterArgs, fetch_recipients, write_stdout};
 use crate::crypto::recipients;
 
 /// Arguments of `sigil fetch-key`.

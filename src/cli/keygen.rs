@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::sealing::{CliError, write_stdout};
+use super::common::{CliError, write_stdout};
 use crate::crypto::identity;
 
 /// Arguments of `sigil keygen`.

@@ -1,5 +1,6 @@
 //! One module per `sigil` command. Each exposes `Args` (clap) and `run`.
 
+pub mod common;
 pub mod completions;
 pub mod controller;
 pub mod crds;
@@ -11,8 +12,8 @@ pub mod keygen;
 pub mod reencrypt;
 pub mod scan;
 pub mod seal;
-pub mod sealing;
 pub mod set;
+pub mod status;
 pub mod unseal;
 pub mod validate;
 

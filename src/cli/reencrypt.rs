@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::sealing::{
+use super::common::{
     CliError, ControllerArgs, RecipientArgs, SealedFile, describe_sealed, load_identities,
     write_in_place,
 };
@@ -76,7 +76,7 @@ async fn rotate_in_cluster(
 ) -> Result<std::collections::BTreeMap<String, String>, CliError> {
     let text = args
         .controller
-        .post(&args.recipients.cluster, "/v1/rotate", sealed)
+        .post(&args.recipients.cluster, crate::wire::ROTATE_ROUTE, sealed)
         .await?;
     let rotated: SealedSecret = serde_json::from_str(&text).map_err(|e| {
         CliError::Cluster(format!(

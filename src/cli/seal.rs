@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretSlice};
 
-use super::sealing::{
+use super::common::{
     CliError, OutputFormat, RecipientArgs, ScopeArg, SealedFile, read_input_bytes, render,
     write_in_place, write_stdout,
 };
@@ -67,7 +67,7 @@ pub async fn run(args: Args) -> Result<(), CliError> {
         return run_raw(args).await;
     }
     let input_path = args.file.as_deref();
-    let text = super::sealing::read_input(input_path)?;
+    let text = super::common::read_input(input_path)?;
     let source = input_path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stdin".into());

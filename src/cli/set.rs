@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use secrecy::ExposeSecret;
 
-use super::sealing::{CliError, RecipientArgs, SealedFile, read_input_bytes, write_in_place};
+use super::common::{CliError, RecipientArgs, SealedFile, read_input_bytes, write_in_place};
 use crate::crypto::manifest::{self, ManifestError};
 use crate::crypto::sealed_data::is_valid_data_key;
 use crate::crypto::sealing::{self, ARMOR_BEGIN, ARMOR_END};

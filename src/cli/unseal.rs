@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
-use super::sealing::{
+use super::common::{
     CliError, OutputFormat, SealedFile, describe_sealed, load_identities, render_all, write_stdout,
 };
 use crate::crypto::manifest;

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use super::sealing::{
+use super::common::{
     CliError, ClusterArgs, ControllerArgs, SealedFile, describe_sealed, load_identities,
     write_stdout,
 };
 use crate::api::sealed_secret::SealedSecret;
 use crate::crypto::keyring::Keyring;
 use crate::crypto::manifest;
-use crate::server::recipients::VerifyResponse;
+use crate::wire::{VERIFY_ROUTE, VerifyResponse};
 
 /// Arguments of `sigil validate`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,7 @@ fn check_offline(sealed: &SealedSecret, keyring: &Keyring) -> Result<VerifyRespo
 async fn check_in_cluster(args: &Args, sealed: &SealedSecret) -> Result<VerifyResponse, CliError> {
     let text = args
         .controller
-        .post(&args.cluster, "/v1/verify", sealed)
+        .post(&args.cluster, VERIFY_ROUTE, sealed)
         .await?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::Cluster(format!(

@@ -19,8 +19,8 @@ use kube::{Resource, ResourceExt};
 use zeroize::Zeroize;
 
 use super::Context;
+use super::schedule::{self, Schedule};
 use super::status::{StatusError, patch_status, publish};
-use super::sync::schedule::{self, Schedule};
 use crate::api::common::LocalObjectReference;
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::{Artifact, GitSource};

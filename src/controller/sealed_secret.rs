@@ -28,7 +28,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use secrecy::ExposeSecret;
 
-use super::keyring::KeyringHandle;
+use super::sealing_keys::KeyringHandle;
 use super::status::{StatusError, patch_status, publish};
 use super::{Context, backoff};
 use crate::api::conditions::{self, ConditionUpdate, READY};

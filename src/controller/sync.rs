@@ -10,7 +10,6 @@
 //! `sigil.dev/reconcile-requested-at` annotation, and every `spec.interval`.
 
 pub mod heal;
-pub mod schedule;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +24,9 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use self::heal::{Healer, Locks, Tracking};
-use self::schedule::Schedule;
 use super::Context;
 use super::git_source::{self, requested_at};
+use super::schedule::{self, Schedule};
 use super::status::{StatusError, patch_status, publish};
 use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::GitSource;
@@ -60,13 +59,6 @@ struct State {
     schedule: Schedule,
     locks: Arc<Locks>,
     healer: Arc<Healer>,
-}
-
-/// The GitSource and Sync controllers, sharing one Git cache (a fresh folder per process,
-/// removed at shutdown).
-pub async fn run_with_sources(ctx: Arc<Context>) {
-    let cache = Arc::new(Cache::temporary());
-    tokio::join!(git_source::run(ctx.clone(), cache.clone()), run(ctx, cache));
 }
 
 /// Runs the controller until shutdown.

@@ -20,57 +20,21 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
 
 use crate::api::sealed_secret::SealedSecret;
 use crate::controller::Context;
-use crate::controller::keyring::{load_keyring, read_published_recipients};
+use crate::controller::sealing_keys::load_keyring;
 use crate::crypto::Keyring;
 use crate::crypto::manifest;
 use crate::crypto::recipients;
 use crate::crypto::sealed_data::{self, ResealError};
+use crate::wire::{self, VerifyResponse, read_published_recipients};
 
 pub fn router() -> Router<Arc<Context>> {
     Router::new()
-        .route("/v1/recipients", get(get_recipients))
-        .route("/v1/verify", post(verify))
-        .route("/v1/rotate", post(rotate))
-}
-
-/// The answer of `POST /v1/verify`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VerifyResponse {
-    /// Every value opens where the object sits.
-    pub opened: bool,
-    /// `DecryptFailed` or `ScopeMismatch` when not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Which value failed and why (no value content).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// Fingerprints of the keys that opened the values, oldest first.
-    #[serde(default)]
-    pub keys: Vec<String>,
-}
-
-impl VerifyResponse {
-    /// Whether every value of `sealed` opens with `keyring` in `namespace`/`name`.
-    pub fn check(sealed: &SealedSecret, keyring: &Keyring, namespace: &str, name: &str) -> Self {
-        match sealed_data::open_all(&sealed.spec.encrypted_data, keyring, namespace, name) {
-            Ok(opened) => Self {
-                opened: true,
-                reason: None,
-                message: String::new(),
-                keys: opened.fingerprints.clone(),
-            },
-            Err(e) => Self {
-                opened: false,
-                reason: Some(e.error.reason().to_string()),
-                message: e.to_string(),
-                keys: Vec::new(),
-            },
-        }
-    }
+        .route(wire::RECIPIENTS_ROUTE, get(get_recipients))
+        .route(wire::VERIFY_ROUTE, post(verify))
+        .route(wire::ROTATE_ROUTE, post(rotate))
 }
 
 /// A refusal, answered as a Kubernetes `Status` so clients going through the

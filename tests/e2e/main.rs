@@ -20,6 +20,7 @@ mod sealed;
 mod sealed_cli;
 mod sealed_example;
 mod sharding;
+mod status_cli;
 mod support;
 mod sync;
 mod tools;

@@ -32,7 +32,7 @@ impl Controller {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            if let Err(error) = sigil::controller::run(client, options, shutdown).await {
+            if let Err(error) = sigil::operator::run(client, options, shutdown).await {
                 panic!("controller failed: {error}");
             }
         });

@@ -16,7 +16,7 @@ use super::dev::{Cluster, start_with};
 /// Namespace of the controller (keys, recipients).
 pub const CONTROLLER_NAMESPACE: &str = "sigil-system";
 
-/// A cluster with sigil's CRDs and the whole controller (`sigil::controller::run`: sealed
+/// A cluster with sigil's CRDs and the whole controller (`sigil::operator::run`: sealed
 /// secrets, GitSource, Sync, and the HTTP port with the webhook receiver).
 pub struct GitOps {
     pub cluster: Cluster,
@@ -55,7 +55,7 @@ impl GitOps {
         };
         let stop = CancellationToken::new();
         let token = stop.clone();
-        let controller = tokio::spawn(sigil::controller::run(
+        let controller = tokio::spawn(sigil::operator::run(
             cluster.client.clone(),
             options,
             async move { token.cancelled().await },

@@ -135,11 +135,10 @@ impl Bed {
                 create_namespace(&client, name).await;
             }
             let token = stop.clone();
-            let controller = tokio::spawn(sigil::controller::run(
-                client.clone(),
-                options,
-                async move { token.cancelled().await },
-            ));
+            let controller =
+                tokio::spawn(sigil::operator::run(client.clone(), options, async move {
+                    token.cancelled().await
+                }));
             (client, controller)
         });
         let bed = Bed {

@@ -1,4 +1,4 @@
-//! The keyring controller: keeps the sealing identities in labelled Secrets of
+//! The sealing-keys controller: keeps the sealing identities in labelled Secrets of
 //! the controller namespace, renews the active key, and publishes the
 //! recipients to seal to in the `sigil-recipients` ConfigMap.
 //!
@@ -25,6 +25,7 @@ use crate::crypto::identity;
 use crate::crypto::keyring::{Keyring, SealingKey};
 use crate::crypto::manifest;
 use crate::crypto::recipients;
+use crate::wire::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 
 /// Label on every Secret holding sealing identities; its value is the key's fingerprint.
 pub const KEY_LABEL: &str = "sigil.dev/sealing-key";
@@ -36,10 +37,6 @@ pub const CREATED_ANNOTATION: &str = "sigil.dev/created-at";
 pub const RECIPIENT_ANNOTATION: &str = "sigil.dev/recipient";
 /// Name prefix of generated key Secrets.
 pub const KEY_SECRET_PREFIX: &str = "sigil-sealing-key-";
-/// ConfigMap publishing the recipients to seal to.
-pub const RECIPIENTS_CONFIGMAP: &str = "sigil-recipients";
-/// Its data key: one `age1…` per line, the active key first, then recovery recipients.
-pub const RECIPIENTS_KEY: &str = "recipients";
 
 /// How often the key Secrets are re-read even without a watch event.
 const RESYNC: Duration = Duration::from_secs(300);
@@ -161,19 +158,6 @@ pub async fn load_keyring(
     let result = keyring_from_secrets(&items);
     items.iter_mut().for_each(manifest::wipe_secret);
     Ok(result)
-}
-
-/// The recipients text published in the ConfigMap, if it exists.
-pub async fn read_published_recipients(
-    client: &Client,
-    namespace: &str,
-) -> Result<Option<String>, kube::Error> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    Ok(api
-        .get_opt(RECIPIENTS_CONFIGMAP)
-        .await?
-        .and_then(|cm| cm.data)
-        .and_then(|mut data| data.remove(RECIPIENTS_KEY)))
 }
 
 /// Makes a new identity and stores it in a key Secret.

@@ -136,10 +136,10 @@ impl RecipientArgs {
 
 /// The recipients the controller publishes in its ConfigMap.
 pub async fn fetch_recipients(cluster: &ClusterArgs) -> Result<Vec<Recipient>, CliError> {
-    use crate::controller::keyring::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
+    use crate::wire::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
     let client = cluster.client().await?;
     let namespace = &cluster.controller_namespace;
-    let text = crate::controller::keyring::read_published_recipients(&client, namespace)
+    let text = crate::wire::read_published_recipients(&client, namespace)
         .await
         .map_err(|e| {
             CliError::Cluster(format!(
