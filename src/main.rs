@@ -87,7 +87,44 @@ enum Command {
         after_help = "Prints `file:line Secret/name` per plaintext Secret (data/stringData in a kind: Secret).\n\nExamples:\n  sigil scan .\n  sigil scan clusters/ apps/db.yaml\n  # .pre-commit-config.yaml: {id: sigil-scan, entry: sigil scan, language: system, files: '\\.(ya?ml|json)$'}"
     )]
     Scan(cli::scan::Args),
+    /// Show sigil's objects with their Ready state, revision, key or last refresh, and age.
+    #[command(after_help = GET_HELP)]
+    Get(cli::status::get::Args),
+    /// Show a Sync's inventory as a tree, with each object's health.
+    #[command(after_help = TREE_HELP)]
+    Tree(cli::status::tree::Args),
+    /// Ask the controller to reconcile a Sync or GitSource now, and wait for the result.
+    #[command(after_help = RECONCILE_HELP)]
+    Reconcile(cli::status::reconcile::Args),
+    /// Stop a Sync or GitSource from reconciling (spec.suspend: true).
+    #[command(after_help = SUSPEND_HELP)]
+    Suspend(cli::status::suspend::Args),
+    /// Let a suspended Sync or GitSource reconcile again, and wait for its next run.
+    #[command(after_help = RESUME_HELP)]
+    Resume(cli::status::suspend::Args),
 }
+
+const GET_HELP: &str = concat!(
+    "Examples:\n  sigil get -A\n  sigil get sync -n gitops\n  sigil get sync/apps -o yaml\n  sigil get externalsecrets -A -o wide\n\n",
+    "Exit codes:\n  0  listed\n  1  error: the cluster could not be reached, the object does not exist, the API refused\n  2  usage error"
+);
+const TREE_HELP: &str = concat!(
+    "Health follows kstatus: rollouts, Jobs, claims, CRDs, load balancers, Ready/Stalled conditions.\n\n",
+    "Examples:\n  sigil tree sync/apps -n gitops\n  sigil tree sync/apps -o json\n\n",
+    "Exit codes:\n  0  every object is Current\n  1  error: the cluster could not be reached, the object does not exist, the API refused\n  2  usage error\n  3  an object is InProgress or Failed"
+);
+const RECONCILE_HELP: &str = concat!(
+    "Examples:\n  sigil reconcile sync/apps -n gitops\n  sigil reconcile sync/apps --with-source --timeout 2m\n  sigil reconcile gitsource/fleet\n\n",
+    "Exit codes:\n  0  reconciled and Ready\n  1  error: the cluster could not be reached, the object does not exist or is suspended\n  2  usage error\n  3  reconciled but not Ready (the message says why)\n  4  timed out waiting for the controller"
+);
+const SUSPEND_HELP: &str = concat!(
+    "Examples:\n  sigil suspend sync/apps -n gitops\n  sigil suspend gitsource/fleet\n\n",
+    "Exit codes:\n  0  suspended\n  1  error: the cluster could not be reached, the object does not exist\n  2  usage error"
+);
+const RESUME_HELP: &str = concat!(
+    "Examples:\n  sigil resume sync/apps -n gitops\n  sigil resume gitsource/fleet --no-wait\n\n",
+    "Exit codes:\n  0  resumed (and, unless --no-wait, reconciled and Ready)\n  1  error: the cluster could not be reached, the object does not exist\n  2  usage error\n  3  reconciled but not Ready\n  4  timed out waiting for the controller"
+);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -99,7 +136,7 @@ async fn main() -> std::process::ExitCode {
         Err(error) => {
             // The whole chain on one line, never a backtrace: errors are for users.
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(cli::status::exit_code(&error))
         }
     }
 }
@@ -120,6 +157,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Completions(args) => cli::completions::run(args, Cli::command()),
         Command::Scan(args) => cli::scan::run(args)?,
         Command::Diff(args) => cli::diff::run(args).await?,
+        Command::Get(args) => cli::status::get::run(args).await?,
+        Command::Tree(args) => cli::status::tree::run(args).await?,
+        Command::Reconcile(args) => cli::status::reconcile::run(args).await?,
+        Command::Suspend(args) => cli::status::suspend::run(args, true).await?,
+        Command::Resume(args) => cli::status::suspend::run(args, false).await?,
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod reencrypt;
 pub mod scan;
 pub mod seal;
 pub mod set;
+pub mod status;
 pub mod unseal;
 pub mod validate;
 

@@ -10,6 +10,9 @@
 //! * [`apply`]: server-side apply as `sigil`, no write when a dry run equals the live object
 //!   (and no dry run when [`fields`] shows from `managedFields` that nothing would change);
 //! * [`prune`]: deleting what left Git, with its guards;
+//! * [`health`]: kstatus rules, whether an applied object reached what its spec asks for;
+//! * [`substitute`]: Flux's post-build `${var}` substitution;
+//! * [`wait`]: polling applied objects until they are healthy, within a timeout;
 //! * [`diff`]: a readable diff of live against the dry-run result, Secret values masked.
 
 pub mod apply;
@@ -17,12 +20,15 @@ pub mod client;
 pub mod diff;
 pub mod discovery;
 pub mod fields;
+pub mod health;
 pub mod object;
 pub mod parse;
 pub mod plaintext;
 pub mod plan;
 pub mod prune;
 pub mod source;
+pub mod substitute;
+pub mod wait;
 
 pub use apply::{Applied, ApplyReport, Mode, Outcome};
 pub use client::Target;
