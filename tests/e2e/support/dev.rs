@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use kube_devserver::testing::poll;
-pub use kube_devserver::testing::{Cluster, eventually, start_with};
+pub use kube_devserver::testing::{Cluster, eventually, start, start_with};
 
 /// Waits (bounded) until `GET url` answers 200; panics with the log of `dev` otherwise.
 pub async fn wait_ok(url: &str, dev: &DevProcess) {
