@@ -1,8 +1,9 @@
 //! Process-wide TLS set-up.
 //!
 //! ring is the only rustls crypto provider compiled in (kube, the AWS SDK's HTTP client, reqwest and
-//! so gix and the Vault client all use it); installing it explicitly at every entry point keeps it
-//! so even if a dependency later enables a second one, which would leave rustls unable to pick.
+//! so gix and the Vault client all use it). reqwest is built without a provider of its own
+//! (`rustls-no-provider`) and takes the process's: every entry point, and each place that builds a
+//! reqwest client, calls [`install_crypto_provider`] first.
 
 /// Installs ring as the process-wide rustls crypto provider. Idempotent.
 pub fn install_crypto_provider() {

@@ -60,6 +60,8 @@ pub fn fetch(
         message: e.to_string(),
     })?;
     check_scheme_and_credentials(&url, &request.credentials.auth, &shown_url)?;
+    // gix's reqwest transport takes the process's rustls provider (ring, the only one compiled in).
+    crate::tls::install_crypto_provider();
     let secrets = secret_values(&request.credentials.auth);
 
     let repo = open_or_init(repo_dir)?;

@@ -169,6 +169,8 @@ impl VaultKv {
         check_segments(mount).map_err(|why| {
             ProviderError::Config(format!("spec.provider.vault.path: {mount:?}: {why}"))
         })?;
+        // reqwest takes the process's rustls provider (ring, the only one compiled in).
+        crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(10));

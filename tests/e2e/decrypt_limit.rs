@@ -34,7 +34,7 @@ async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, Option<
 fn a_client_over_its_rate_or_body_cap_is_refused_and_counted() {
     let bed = Bed::start(|_| {});
     bed.block_on(async {
-        let http = reqwest::Client::new();
+        let http = crate::support::http::client();
         let verify = format!("{}/v1/verify", bed.http_url());
 
         let started = Instant::now();
@@ -86,7 +86,7 @@ fn a_client_over_its_rate_or_body_cap_is_refused_and_counted() {
         let huge = vec![b' '; MAX_BODY_BYTES + 1];
         assert_eq!(post(&http, &rotate, huge).await.0, 413);
 
-        let metrics = reqwest::get(format!("{}/metrics", bed.http_url()))
+        let metrics = crate::support::http::get(format!("{}/metrics", bed.http_url()))
             .await
             .expect("metrics")
             .text()

@@ -76,7 +76,7 @@ fn aws_walk_through_runs() {
     );
     assert!(stdout.contains("SecretSynced"), "{stdout}");
     let metrics = bed.block_on(async {
-        reqwest::get(format!("{}/metrics", bed.http_url()))
+        crate::support::http::get(format!("{}/metrics", bed.http_url()))
             .await
             .expect("metrics answer")
             .text()

@@ -295,7 +295,7 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
     wait_for_secret(&client, "apps", "db-from-aws", Duration::from_secs(60)).await;
 
     // A webhook call without a valid signature.
-    let refused = reqwest::Client::new()
+    let refused = crate::support::http::client()
         .post(format!("{url}/hooks/apps/fleet"))
         .header("X-Hub-Signature-256", "sha256=00")
         .body("{}")

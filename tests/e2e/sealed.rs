@@ -133,7 +133,7 @@ fn fingerprint_of(line: &str) -> String {
 }
 
 async fn http_get(bed: &Bed, path: &str) -> (u16, String, String) {
-    let response = reqwest::get(format!("{}{path}", bed.http_url()))
+    let response = crate::support::http::get(format!("{}{path}", bed.http_url()))
         .await
         .expect("HTTP request");
     let code = response.status().as_u16();

@@ -577,7 +577,7 @@ async fn webhooks_trigger_a_fetch_and_bad_calls_are_refused() {
         repo.write("clusters/dev/a.yaml", &configmap_yaml(NS, "a", "2"));
         repo.commit("second")
     };
-    let http = reqwest::Client::new();
+    let http = crate::support::http::client();
     let url = format!("http://{}/hooks/{NS}/fleet", ops.http);
     let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
     let post = |headers: Vec<(&'static str, String)>| {

@@ -74,7 +74,7 @@ impl ApiProxy {
         let ca = base64::engine::general_purpose::STANDARD
             .decode(ca.trim())
             .expect("base64 CA");
-        let http = reqwest::Client::builder()
+        let http = crate::support::http::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("PEM CA"))
             .build()
             .expect("HTTPS client");

@@ -72,7 +72,9 @@ impl ControllerProcess {
 
     /// The body of `GET path` on its HTTP port when it answers 200.
     pub async fn get(&self, path: &str) -> Option<String> {
-        let answer = reqwest::get(format!("{}{path}", self.url)).await.ok()?;
+        let answer = crate::support::http::get(format!("{}{path}", self.url))
+            .await
+            .ok()?;
         if !answer.status().is_success() {
             return None;
         }
@@ -154,7 +156,7 @@ pub async fn client(kubeconfig: &Path) -> kube::Client {
 
 /// `GET {url}/metrics`: its content type and body.
 pub async fn get_metrics(url: &str) -> Result<(String, String), reqwest::Error> {
-    let answer = reqwest::get(format!("{url}/metrics")).await?;
+    let answer = crate::support::http::get(format!("{url}/metrics")).await?;
     assert!(
         answer.status().is_success(),
         "GET {url}/metrics: {}",

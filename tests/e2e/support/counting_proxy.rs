@@ -39,7 +39,7 @@ impl CountingProxy {
             .await
             .expect("bind proxy");
         let addr: SocketAddr = listener.local_addr().expect("proxy address");
-        let http = reqwest::Client::new();
+        let http = crate::support::http::client();
         let upstream = upstream.to_string();
         let handler_state = state.clone();
         let app = axum::Router::new().fallback(move |request: axum::extract::Request| {

@@ -14,7 +14,7 @@ pub async fn wait_ok(url: &str, dev: &DevProcess) {
         Duration::from_secs(30),
         Duration::from_millis(100),
         || async {
-            let answer = reqwest::get(url).await.ok()?;
+            let answer = crate::support::http::get(url).await.ok()?;
             answer.status().is_success().then_some(())
         },
     )

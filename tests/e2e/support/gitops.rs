@@ -65,7 +65,7 @@ impl GitOps {
         wait_for("the controller's /readyz", Duration::from_secs(20), || {
             let ready = ready.clone();
             async move {
-                let response = reqwest::get(&ready).await.ok()?;
+                let response = crate::support::http::get(&ready).await.ok()?;
                 response.status().is_success().then_some(())
             }
         })

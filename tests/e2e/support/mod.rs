@@ -8,6 +8,7 @@ pub mod external;
 pub mod git_http;
 pub mod git_repo;
 pub mod gitops;
+pub mod http;
 pub mod kube_cli;
 pub mod moto;
 pub mod objects;

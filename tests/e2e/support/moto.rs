@@ -40,7 +40,7 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let http = reqwest::Client::new();
+        let http = crate::support::http::client();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let up = http

@@ -75,7 +75,7 @@ impl OpenBao {
             address: format!("{scheme}://127.0.0.1:{port}"),
             root_token: ROOT_TOKEN.into(),
             ca_pem: None,
-            http: reqwest::Client::new(),
+            http: crate::support::http::client(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -83,7 +83,7 @@ impl OpenBao {
                 vault.ca_pem = std::fs::read_to_string(vault.dir.path().join("vault-ca.pem")).ok();
                 if let Some(pem) = &vault.ca_pem {
                     let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("bao CA");
-                    vault.http = reqwest::Client::builder()
+                    vault.http = crate::support::http::builder()
                         .tls_certs_only([ca])
                         .build()
                         .expect("https client");
