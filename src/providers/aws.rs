@@ -83,15 +83,7 @@ impl AwsSecretsManager {
         }
         let credentials = credentials.into();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // rustls on ring, the crypto provider kube and reqwest use too (the SDK's default
-            // client would compile aws-lc-rs beside it).
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
+            .http_client(https_client())
             .region(aws_config::Region::new(spec.region.clone()));
         if let AwsCredentials::Static(creds) = &credentials {
             loader = loader.credentials_provider(Credentials::new(
@@ -379,6 +371,16 @@ impl Provider for AwsSecretsManager {
     ) -> BoxFuture<'a, Result<Vec<String>, ProviderError>> {
         Box::pin(self.list(query))
     }
+}
+
+/// The SDK's HTTPS client on rustls with ring, the crypto provider kube and reqwest use too (the
+/// SDK's default client would compile aws-lc-rs beside it). Every AWS client sigil makes takes it.
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {

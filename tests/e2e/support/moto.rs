@@ -78,6 +78,7 @@ impl Drop for Moto {
 /// A Secrets Manager client with the dummy credentials, against `endpoint`.
 pub async fn client_for(endpoint: &str) -> Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sigil::providers::aws::https_client())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new(
             ACCESS_KEY_ID,
