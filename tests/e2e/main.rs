@@ -3,6 +3,7 @@
 mod chart;
 mod cli_help;
 mod crds;
+mod decrypt_limit;
 mod dev_api;
 mod examples;
 mod examples_sync;
@@ -14,6 +15,7 @@ mod git;
 mod ha;
 mod helm_install;
 mod kubectl;
+mod leader_skew;
 mod metrics;
 mod scan;
 mod sealed;
