@@ -2,6 +2,7 @@
 
 mod chart;
 mod cli_help;
+mod crash_restart;
 mod crds;
 mod decrypt_limit;
 mod dev_api;
