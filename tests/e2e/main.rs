@@ -13,6 +13,7 @@ mod git;
 mod ha;
 mod helm_install;
 mod kubectl;
+mod lifecycle;
 mod metrics;
 mod scan;
 mod sealed;
