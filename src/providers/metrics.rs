@@ -1,5 +1,8 @@
 //! `sigil_backend_calls_total{store,provider,outcome}`: one count per request a
-//! provider sends to its backend (a batch of 20 reads is one call).
+//! provider sends to its backend (a batch of 20 reads is one call). Vault
+//! stores also count their logins and token renewals:
+//! `sigil_backend_logins_total{store,provider,outcome}` and
+//! `sigil_backend_token_renewals_total{store,provider,outcome}`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,6 +21,8 @@ pub struct BackendCallLabels {
 #[derive(Clone, Debug, Default)]
 pub struct BackendCalls {
     family: Family<BackendCallLabels, Counter>,
+    logins: Family<BackendCallLabels, Counter>,
+    renewals: Family<BackendCallLabels, Counter>,
 }
 
 impl BackendCalls {
@@ -28,12 +33,24 @@ impl BackendCalls {
             "Requests sent to secret backends, per store, provider and outcome",
             self.family.clone(),
         );
+        registry.register(
+            "backend_logins",
+            "Logins to secret backends (Vault auth methods), per store, provider and outcome",
+            self.logins.clone(),
+        );
+        registry.register(
+            "backend_token_renewals",
+            "Token renewals at secret backends (Vault renew-self), per store, provider and outcome",
+            self.renewals.clone(),
+        );
     }
 
     /// A recorder bound to one store.
     pub fn for_store(&self, store: &str, provider: &'static str) -> StoreCalls {
         StoreCalls {
             family: self.family.clone(),
+            logins: self.logins.clone(),
+            renewals: self.renewals.clone(),
             store: store.to_string(),
             provider,
         }
@@ -55,18 +72,36 @@ impl BackendCalls {
 #[derive(Clone, Debug)]
 pub struct StoreCalls {
     family: Family<BackendCallLabels, Counter>,
+    logins: Family<BackendCallLabels, Counter>,
+    renewals: Family<BackendCallLabels, Counter>,
     store: String,
     provider: &'static str,
 }
 
 impl StoreCalls {
+    fn labels(&self, outcome: &str) -> BackendCallLabels {
+        BackendCallLabels {
+            store: self.store.clone(),
+            provider: self.provider.to_string(),
+            outcome: outcome.to_string(),
+        }
+    }
+
     pub fn record(&self, outcome: &str) {
-        self.family
-            .get_or_create(&BackendCallLabels {
-                store: self.store.clone(),
-                provider: self.provider.to_string(),
-                outcome: outcome.to_string(),
-            })
+        self.family.get_or_create(&self.labels(outcome)).inc();
+    }
+
+    /// Counts one login and its outcome.
+    pub fn record_login<T>(&self, result: &Result<T, super::ProviderError>) {
+        self.logins
+            .get_or_create(&self.labels(outcome_of(result)))
+            .inc();
+    }
+
+    /// Counts one token renewal and its outcome.
+    pub fn record_renewal<T>(&self, result: &Result<T, super::ProviderError>) {
+        self.renewals
+            .get_or_create(&self.labels(outcome_of(result)))
             .inc();
     }
 
@@ -75,11 +110,15 @@ impl StoreCalls {
         &self,
         result: Result<T, super::ProviderError>,
     ) -> Result<T, super::ProviderError> {
-        match &result {
-            Ok(_) => self.record("success"),
-            Err(error) => self.record(error.outcome()),
-        }
+        self.record(outcome_of(&result));
         result
+    }
+}
+
+fn outcome_of<T>(result: &Result<T, super::ProviderError>) -> &'static str {
+    match result {
+        Ok(_) => "success",
+        Err(error) => error.outcome(),
     }
 }
 
@@ -99,10 +138,20 @@ mod tests {
             key: "db".into(),
         }));
         assert_eq!(calls.count("SecretStore/app/aws", "aws", "success"), 2);
+        store.record_login::<()>(&Ok(()));
+        store.record_renewal::<()>(&Err(super::super::ProviderError::Auth("expired".into())));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         assert!(
             text.contains(r#"sigil_backend_calls_total{store="SecretStore/app/aws",provider="aws",outcome="not_found"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sigil_backend_logins_total{store="SecretStore/app/aws",provider="aws",outcome="success"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"sigil_backend_token_renewals_total{store="SecretStore/app/aws",provider="aws",outcome="auth_error"} 1"#),
             "{text}"
         );
     }

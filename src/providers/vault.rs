@@ -293,13 +293,16 @@ impl VaultKv {
             .send(Method::POST, &path, None, Some(body), &what)
             .await
             .map_err(|e| match e {
+                // Vault answers bad credentials with 400 (userpass), 403 or 404 (unknown role).
                 ProviderError::Denied { message, .. }
+                | ProviderError::Value { message, .. }
                 | ProviderError::NotFound { key: message } => {
                     ProviderError::Auth(format!("{what}: {message}"))
                 }
                 other => other,
             });
         let auth = answer.and_then(|answer| parse_auth(&answer, &what));
+        self.calls.record_login(&auth);
         let auth = self.calls.observe(auth)?;
         let ttl = Duration::from_secs(auth.lease_duration);
         *session = Session {
@@ -372,6 +375,7 @@ impl VaultKv {
             )
             .await;
         let auth = answer.and_then(|answer| parse_auth(&answer, what));
+        self.calls.record_renewal(&auth);
         let Ok(auth) = self.calls.observe(auth) else {
             // Not renewable after all (or no longer): log in again when due.
             session.renewable = false;

@@ -1,6 +1,7 @@
 //! The controller's HTTP port: `/healthz`, `/readyz`, `/metrics`, and the routes
 //! other modules add (`/v1/recipients`, `/hooks/...`).
 
+pub mod decrypt_limit;
 mod health;
 pub mod hooks;
 pub mod recipients;

@@ -8,6 +8,9 @@
 //!   It only ever seals to the cluster's own recipients, so it cannot be used
 //!   to decrypt.
 //!
+//! The two POST routes decrypt with the cluster's keys for anyone who reaches the port, so
+//! they run under [`DecryptLimits`]: a rate per client IP, a body cap and a concurrency bound.
+//!
 //! Every route reads the same objects the keyring controller maintains (the
 //! `sigil-recipients` ConfigMap and the key Secrets), so any replica answers the
 //! same, leader or not.
@@ -15,8 +18,10 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,13 +33,28 @@ use crate::crypto::Keyring;
 use crate::crypto::manifest;
 use crate::crypto::recipients;
 use crate::crypto::sealed_data::{self, ResealError};
+use crate::server::decrypt_limit::{DecryptLimits, Refusal};
 use crate::wire::{self, VerifyResponse, read_published_recipients};
 
 pub fn router() -> Router<Arc<Context>> {
+    router_with(Arc::new(DecryptLimits::default()))
+}
+
+/// The routes, with the decrypting ones under `limits`.
+pub fn router_with(limits: Arc<DecryptLimits>) -> Router<Arc<Context>> {
+    let rotate_limits = limits.clone();
     Router::new()
         .route(wire::RECIPIENTS_ROUTE, get(get_recipients))
-        .route(wire::VERIFY_ROUTE, post(verify))
-        .route(wire::ROTATE_ROUTE, post(rotate))
+        .route(
+            wire::VERIFY_ROUTE,
+            post(move |state, extensions, body| verify(state, limits.clone(), extensions, body)),
+        )
+        .route(
+            wire::ROTATE_ROUTE,
+            post(move |state, extensions, body| {
+                rotate(state, rotate_limits.clone(), extensions, body)
+            }),
+        )
 }
 
 /// A refusal, answered as a Kubernetes `Status` so clients going through the
@@ -63,6 +83,31 @@ impl ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "too many decrypting calls from this client; retry in a second",
+            ),
+            Refusal::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "too many decrypting calls at once; retry in a second",
+            ),
+            Refusal::TooLarge => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!(
+                    "the SealedSecret is larger than {} bytes",
+                    crate::server::decrypt_limit::MAX_BODY_BYTES
+                ),
+            ),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
@@ -74,7 +119,17 @@ impl IntoResponse for ApiError {
             "reason": self.reason,
             "code": self.code.as_u16(),
         });
-        (self.code, axum::Json(body)).into_response()
+        let retry = matches!(
+            self.code,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        );
+        let mut response = (self.code, axum::Json(body)).into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -112,10 +167,22 @@ async fn keyring(ctx: &Context) -> Result<Keyring, ApiError> {
     }
 }
 
+/// The caller's address, when the server was started with connection info.
+fn peer(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 async fn verify(
     State(ctx): State<Arc<Context>>,
-    body: Bytes,
+    limits: Arc<DecryptLimits>,
+    extensions: axum::http::Extensions,
+    body: Body,
 ) -> Result<axum::Json<VerifyResponse>, ApiError> {
+    let (_permit, body) = limits
+        .admit(&ctx.metrics, "verify", peer(&extensions), body)
+        .await?;
     let (sealed, namespace, name) = posted(&body)?;
     let keyring = keyring(&ctx).await?;
     Ok(axum::Json(VerifyResponse::check(
@@ -125,8 +192,13 @@ async fn verify(
 
 async fn rotate(
     State(ctx): State<Arc<Context>>,
-    body: Bytes,
+    limits: Arc<DecryptLimits>,
+    extensions: axum::http::Extensions,
+    body: Body,
 ) -> Result<axum::Json<SealedSecret>, ApiError> {
+    let (_permit, body) = limits
+        .admit(&ctx.metrics, "rotate", peer(&extensions), body)
+        .await?;
     let (mut sealed, namespace, name) = posted(&body)?;
     let keyring = keyring(&ctx).await?;
     let published = match read_published_recipients(&ctx.client, &ctx.options.namespace).await {

@@ -2148,9 +2148,22 @@ async fn service_account_tokens_are_signed_jwts_for_existing_accounts() {
     assert_eq!(answer.spec.audiences, ["sts.amazonaws.com"]);
     let status = answer.status.expect("status");
     let (header, claims, signature) = jwt_parts(&status.token);
-    assert_eq!(header["alg"], "HS256", "{header}");
-    assert_eq!(header["typ"], "JWT", "{header}");
-    assert_eq!(signature.len(), 32, "an HMAC-SHA256 signature");
+    // Signed like the real server's, with an asymmetric key it publishes (here ES256).
+    assert_eq!(header["alg"], "ES256", "{header}");
+    assert_eq!(signature.len(), 64, "an ES256 signature (r || s)");
+    let get_json = |path: &'static str| {
+        let client = c.client.clone();
+        async move {
+            let request = http::Request::get(path).body(Vec::new()).expect("request");
+            let text = client.request_text(request).await.expect(path);
+            serde_json::from_str::<Value>(&text).expect(path)
+        }
+    };
+    let jwks = get_json("/openid/v1/jwks").await;
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"], "{jwks}");
+    assert_eq!(jwks["keys"][0]["crv"], "P-256", "{jwks}");
+    let discovery = get_json("/.well-known/openid-configuration").await;
+    assert_eq!(discovery["issuer"], claims["iss"], "{discovery}");
     assert_eq!(claims["sub"], "system:serviceaccount:apps:reader");
     assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
     assert!(

@@ -1,13 +1,13 @@
 //! Runs the walk-throughs of examples/external-secret-aws/README.md (against
 //! moto_server) and examples/external-secret-vault/README.md (against
-//! RustyVault) in the embedded cluster with a live controller, as a user would.
+//! OpenBao) in the embedded cluster with a live controller, as a user would.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::moto::{self, Moto, aws_stand_in};
+use crate::support::openbao::OpenBao;
 use crate::support::readme;
-use crate::support::rvault::RustyVault;
 use crate::support::sealed::Bed;
 use crate::support::tools::tool;
 
@@ -99,7 +99,7 @@ fn vault_walk_through_runs() {
     let (dir, blocks) = example("external-secret-vault");
     assert!(blocks.len() >= 4, "found {} sh blocks", blocks.len());
     let bed = Bed::start(|_| {});
-    let vault = bed.block_on(RustyVault::start());
+    let vault = bed.block_on(OpenBao::start());
     let work = tempfile::tempdir().expect("temp dir");
     copy_files(&dir, work.path());
     let path = readme::path_with(&[PathBuf::from(env!("CARGO_BIN_EXE_sigil")), tool("kubectl")]);

@@ -1,6 +1,6 @@
-//! External secrets from Vault: KV v1 and token / AppRole / userpass auth
-//! through RustyVault; KV v2, renewals and revocation through the KV v2 test
-//! double (`support::vault_kv2`).
+//! External secrets from Vault, against a real OpenBao dev server
+//! (`support::openbao`): KV v1 (`kv1/`) and v2 (`secret/`), token / AppRole /
+//! userpass auth, renewals, max TTL and revocation.
 
 use std::time::{Duration, Instant};
 
@@ -11,20 +11,33 @@ use sigil::providers::vault::{VaultKv, VaultLogin};
 use sigil::providers::{BackendCalls, FindQuery, Provider, ProviderError, RemoteKey};
 
 use crate::support::counting_proxy::CountingProxy;
-use crate::support::rvault::RustyVault;
-use crate::support::vault_kv2::{Kv2Config, VaultKv2};
+use crate::support::openbao::OpenBao;
 
 fn kv(address: &str, version: VaultKvVersion, login: VaultLogin) -> VaultKv {
+    kv_counted(address, version, login, &BackendCalls::default())
+}
+
+/// [`kv`] counting into `calls` (store label `SecretStore/test/vault`).
+fn kv_counted(
+    address: &str,
+    version: VaultKvVersion,
+    login: VaultLogin,
+    calls: &BackendCalls,
+) -> VaultKv {
     sigil::tls::install_crypto_provider();
+    let mount = match version {
+        VaultKvVersion::V1 => "kv1",
+        VaultKvVersion::V2 => "secret",
+    };
     VaultKv::new(
         &VaultProvider {
             server: address.into(),
-            path: Some("secret".into()),
+            path: Some(mount.into()),
             version,
             ..Default::default()
         },
         login,
-        BackendCalls::default().for_store("SecretStore/test/vault", "vault"),
+        calls.for_store("SecretStore/test/vault", "vault"),
     )
     .expect("provider builds")
 }
@@ -51,14 +64,15 @@ async fn read_for(vault: &VaultKv, path: &str, span: Duration) -> u32 {
 
 #[tokio::test]
 async fn kv_v1_with_a_token_reads_properties_and_finds_by_name() {
-    let rv = RustyVault::start().await;
-    rv.put("app/db", json!({"user": "app", "password": "pw-1"}))
+    let bao = OpenBao::start().await;
+    bao.put_v1("app/db", json!({"user": "app", "password": "pw-1"}))
         .await;
-    rv.put("app/cache", json!({"url": "redis://cache"})).await;
-    rv.put("other/thing", json!({"x": "y"})).await;
-    let token = rv.create_token("1h").await;
+    bao.put_v1("app/cache", json!({"url": "redis://cache"}))
+        .await;
+    bao.put_v1("other/thing", json!({"x": "y"})).await;
+    let token = bao.create_token("1h").await;
     let vault = kv(
-        &rv.address,
+        &bao.address,
         VaultKvVersion::V1,
         VaultLogin::Token(SecretString::from(token)),
     );
@@ -69,7 +83,7 @@ async fn kv_v1_with_a_token_reads_properties_and_finds_by_name() {
         sigil::providers::property::select(&db, Some("password"), "app/db").expect("property");
     assert_eq!(&*password, b"pw-1");
     let same = vault
-        .get(&key("secret/app/db"))
+        .get(&key("kv1/app/db"))
         .await
         .expect("mount prefix accepted");
     assert_eq!(text(&same), text(&db));
@@ -99,10 +113,10 @@ async fn kv_v1_with_a_token_reads_properties_and_finds_by_name() {
 
 #[tokio::test]
 async fn kv_v1_with_an_invalid_token_fails_authentication() {
-    let rv = RustyVault::start().await;
-    rv.put("app/db", json!({"password": "pw-1"})).await;
+    let bao = OpenBao::start().await;
+    bao.put_v1("app/db", json!({"password": "pw-1"})).await;
     let vault = kv(
-        &rv.address,
+        &bao.address,
         VaultKvVersion::V1,
         VaultLogin::Token(SecretString::from("not-a-token")),
     );
@@ -112,41 +126,89 @@ async fn kv_v1_with_an_invalid_token_fails_authentication() {
 }
 
 #[tokio::test]
-async fn approle_logs_in_once_per_token_lifetime_against_rustyvault() {
-    let rv = RustyVault::start().await;
-    rv.put("app/db", json!({"password": "pw-1"})).await;
-    let (role_id, secret_id) = rv.approle("sigil", "3s").await;
-    let proxy = CountingProxy::start(&rv.address).await;
-    let vault = kv(
+async fn approle_renews_its_token_and_logs_in_again_only_at_max_ttl() {
+    let bao = OpenBao::start().await;
+    bao.put_v1("app/db", json!({"password": "pw-1"})).await;
+    // Renewable for an hour: one login, then renewals at two thirds of the 3s TTL.
+    let (role_id, secret_id) = bao.approle_at("approle", "sigil", "3s", "1h").await;
+    // Never renewable past 4s: renewals shrink, so a new login follows each max TTL.
+    let (short_role, short_secret) = bao.approle_at("approle-short", "sigil", "3s", "4s").await;
+    let proxy = CountingProxy::start(&bao.address).await;
+    let login = |mount: &str, role_id: &str, secret_id: &str| VaultLogin::AppRole {
+        mount: mount.into(),
+        role_id: role_id.into(),
+        secret_id: SecretString::from(secret_id.to_string()),
+    };
+    let calls = BackendCalls::default();
+    let renewing = kv_counted(
         &proxy.endpoint,
         VaultKvVersion::V1,
-        VaultLogin::AppRole {
-            mount: "approle".into(),
-            role_id,
-            secret_id: SecretString::from(secret_id),
-        },
+        login("approle", &role_id, &secret_id),
+        &calls,
+    );
+    let capped = kv(
+        &proxy.endpoint,
+        VaultKvVersion::V1,
+        login("approle-short", &short_role, &short_secret),
     );
 
     let span = Duration::from_secs(7);
-    let reads = read_for(&vault, "app/db", span).await;
-    let logins = proxy.count("POST /v1/auth/approle/login");
-    // A 3s token is replaced at 2s: about 4 logins in 7s, against ~35 reads.
-    assert!(reads >= 20, "reads: {reads}");
+    let (reads, capped_reads) = tokio::join!(
+        read_for(&renewing, "app/db", span),
+        read_for(&capped, "app/db", span)
+    );
     assert!(
-        (2..=5).contains(&logins),
-        "logins: {logins}, counts {:?}",
+        reads >= 20 && capped_reads >= 20,
+        "reads: {reads}, {capped_reads}"
+    );
+    assert_eq!(
+        proxy.count("GET /v1/kv1/app/db"),
+        u64::from(reads + capped_reads)
+    );
+    assert_eq!(
+        proxy.count("POST /v1/auth/approle/login"),
+        1,
+        "{:?}",
         proxy.counts()
     );
-    assert_eq!(vault.logins(), logins);
-    assert_eq!(proxy.count("GET /v1/secret/app/db"), u64::from(reads));
+    assert_eq!(renewing.logins(), 1);
+    let capped_logins = proxy.count("POST /v1/auth/approle-short/login");
+    assert!(
+        (2..=4).contains(&capped_logins),
+        "logins at max TTL: {capped_logins}, counts {:?}",
+        proxy.counts()
+    );
+    assert_eq!(capped.logins(), capped_logins);
+    let renewals = proxy.count("POST /v1/auth/token/renew-self");
+    assert!((3..=10).contains(&renewals), "renewals: {renewals}");
+
+    let mut registry = prometheus_client::registry::Registry::with_prefix("sigil");
+    calls.register(&mut registry);
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &registry).expect("metrics");
+    let labels = r#"{store="SecretStore/test/vault",provider="vault",outcome="success"}"#;
+    assert!(
+        metrics.contains(&format!("sigil_backend_logins_total{labels} 1\n")),
+        "{metrics}"
+    );
+    let renewed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("sigil_backend_token_renewals_total{labels} ")))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    // Only the renewing client counts here; the capped one has its own registry-less calls.
+    assert!(
+        (2..=renewals).contains(&renewed),
+        "renewals counted: {renewed}\n{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn userpass_logs_in_and_refuses_a_wrong_password_without_echoing_it() {
-    let rv = RustyVault::start().await;
-    rv.put("app/db", json!({"password": "pw-1"})).await;
-    rv.userpass("alice", "alice-pw", "1h").await;
-    let proxy = CountingProxy::start(&rv.address).await;
+    let bao = OpenBao::start().await;
+    bao.put_v1("app/db", json!({"password": "pw-1"})).await;
+    bao.userpass("alice", "alice-pw", "1h", "1h").await;
+    let proxy = CountingProxy::start(&bao.address).await;
     let good = kv(
         &proxy.endpoint,
         VaultKvVersion::V1,
@@ -162,7 +224,7 @@ async fn userpass_logs_in_and_refuses_a_wrong_password_without_echoing_it() {
     assert_eq!(proxy.count("POST /v1/auth/userpass/login/alice"), 1);
 
     let bad = kv(
-        &rv.address,
+        &bao.address,
         VaultKvVersion::V1,
         VaultLogin::UserPass {
             mount: "userpass".into(),
@@ -177,18 +239,21 @@ async fn userpass_logs_in_and_refuses_a_wrong_password_without_echoing_it() {
 
 #[tokio::test]
 async fn kv_v2_reads_versions_metadata_and_tags() {
-    let double = VaultKv2::start(Kv2Config::default()).await;
-    double.put("app/db", json!({"password": "v1"}));
-    double.put("app/db", json!({"password": "v2"}));
-    double.put("app/api", json!({"token": "t"}));
-    double.set_custom_metadata("app/db", &[("team", "a")]);
+    let bao = OpenBao::start().await;
+    bao.put_v2("app/db", json!({"password": "v1"})).await;
+    bao.put_v2("app/db", json!({"password": "v2"})).await;
+    bao.put_v2("app/api", json!({"token": "t"})).await;
+    bao.set_custom_metadata("app/db", json!({"team": "a"}))
+        .await;
+    let (role_id, secret_id) = bao.approle_at("approle", "sigil", "1h", "1h").await;
+    let proxy = CountingProxy::start(&bao.address).await;
     let vault = kv(
-        &double.address,
+        &proxy.endpoint,
         VaultKvVersion::V2,
         VaultLogin::AppRole {
             mount: "approle".into(),
-            role_id: double.config.role_id.clone(),
-            secret_id: SecretString::from(double.config.secret_id.clone()),
+            role_id,
+            secret_id: SecretString::from(secret_id),
         },
     );
     vault.validate().await.expect("approle validates");
@@ -216,71 +281,49 @@ async fn kv_v2_reads_versions_metadata_and_tags() {
         .expect("find by tags");
     let names: Vec<&str> = tagged.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["app/db"]);
-    assert_eq!(double.logins(), 1);
+    let by_name = vault
+        .find(&FindQuery {
+            name_regexp: Some("api$".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("find by name");
+    let names: Vec<&str> = by_name.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["app/api"]);
+    assert_eq!(proxy.count("POST /v1/auth/approle/login"), 1);
 }
 
 #[tokio::test]
-async fn kv_v2_renews_a_renewable_token_instead_of_logging_in_again() {
-    let double = VaultKv2::start(Kv2Config {
-        token_ttl: Duration::from_secs(3),
-        token_max_ttl: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await;
-    double.put("app/db", json!({"password": "v1"}));
+async fn a_revoked_token_is_replaced_by_one_new_login() {
+    let bao = OpenBao::start().await;
+    bao.put_v2("app/db", json!({"password": "v1"})).await;
+    bao.userpass("alice", "alice-pw", "1h", "1h").await;
+    let proxy = CountingProxy::start(&bao.address).await;
     let vault = kv(
-        &double.address,
+        &proxy.endpoint,
         VaultKvVersion::V2,
         VaultLogin::UserPass {
             mount: "userpass".into(),
             username: "alice".into(),
-            password: SecretString::from("alice-password"),
+            password: SecretString::from("alice-pw"),
         },
     );
-    let reads = read_for(&vault, "app/db", Duration::from_secs(7)).await;
-    assert!(reads >= 20, "reads: {reads}");
-    assert_eq!(double.reads(), u64::from(reads));
-    assert_eq!(double.logins(), 1);
-    assert!(
-        (2..=5).contains(&double.renewals()),
-        "renewals: {}",
-        double.renewals()
-    );
-}
-
-#[tokio::test]
-async fn kv_v2_logs_in_again_at_max_ttl_and_after_revocation() {
-    let double = VaultKv2::start(Kv2Config {
-        token_ttl: Duration::from_secs(3),
-        token_max_ttl: Duration::from_secs(4),
-        ..Default::default()
-    })
-    .await;
-    double.put("app/db", json!({"password": "v1"}));
-    let vault = kv(
-        &double.address,
-        VaultKvVersion::V2,
-        VaultLogin::AppRole {
-            mount: "approle".into(),
-            role_id: double.config.role_id.clone(),
-            secret_id: SecretString::from(double.config.secret_id.clone()),
-        },
-    );
-    read_for(&vault, "app/db", Duration::from_secs(6)).await;
-    let logins = double.logins();
-    // Renewal at 2s grants only up to the 4s max TTL, so a new login follows.
-    assert!(
-        (2..=4).contains(&logins),
-        "logins: {logins}, renewals {}",
-        double.renewals()
-    );
-
-    double.revoke_all();
-    vault
-        .get(&key("app/db"))
-        .await
-        .expect("read after revocation");
-    assert_eq!(double.logins(), logins + 1);
+    vault.get(&key("app/db")).await.expect("read");
+    for round in 1..=3 {
+        // Every token userpass issued, revoked at the server.
+        bao.root(
+            "POST",
+            "sys/leases/revoke-prefix/auth/userpass/login",
+            serde_json::Value::Null,
+        )
+        .await;
+        vault
+            .get(&key("app/db"))
+            .await
+            .unwrap_or_else(|e| panic!("read after revocation {round}: {e}"));
+        assert_eq!(vault.logins(), 1 + round);
+    }
+    assert_eq!(proxy.count("POST /v1/auth/userpass/login/alice"), 4);
 }
 
 // ---- The controller, in the embedded API server ----
@@ -292,12 +335,12 @@ mod controller {
 
     use crate::support::counting_proxy::CountingProxy;
     use crate::support::external::{self, Env, ready_reason, wait_for};
-    use crate::support::rvault::RustyVault;
-    use crate::support::vault_kv2::{Kv2Config, VaultKv2};
+    use crate::support::openbao::OpenBao;
 
     async fn store(env: &Env, name: &str, server: &str, version: &str, auth: &str) {
+        let mount = if version == "v1" { "kv1" } else { "secret" };
         env.apply::<SecretStore>(&format!(
-            "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  provider:\n    vault:\n      server: {server}\n      path: secret\n      version: {version}\n      auth:\n{auth}"
+            "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: app}}\nspec:\n  provider:\n    vault:\n      server: {server}\n      path: {mount}\n      version: {version}\n      auth:\n{auth}"
         ))
         .await;
     }
@@ -311,17 +354,17 @@ mod controller {
 
     #[tokio::test]
     async fn approle_store_logs_in_once_per_token_lifetime_not_per_reconcile() {
-        let rv = RustyVault::start().await;
+        let bao = OpenBao::start().await;
         for i in 0..5 {
-            rv.put(
+            bao.put_v1(
                 &format!("app/s{i}"),
                 serde_json::json!({"password": format!("pw-{i}")}),
             )
             .await;
         }
-        let (role_id, secret_id) = rv.approle_at("approle", "sigil", "1h").await;
-        let (short_role, short_secret) = rv.approle_at("approle-short", "sigil", "3s").await;
-        let proxy = CountingProxy::start(&rv.address).await;
+        let (role_id, secret_id) = bao.approle_at("approle", "sigil", "1h", "1h").await;
+        let (short_role, short_secret) = bao.approle_at("approle-short", "sigil", "3s", "3s").await;
+        let proxy = CountingProxy::start(&bao.address).await;
         let env = external::start(|_| {}).await;
         env.namespace("app", &[]).await;
         env.secret(
@@ -366,9 +409,9 @@ mod controller {
             .await;
         }
         let started = std::time::Instant::now();
-        let start_reads = proxy.count("GET /v1/secret/app/s0");
+        let start_reads = proxy.count("GET /v1/kv1/app/s0");
         tokio::time::sleep(Duration::from_secs(8)).await;
-        let reads = proxy.count("GET /v1/secret/app/s0") - start_reads;
+        let reads = proxy.count("GET /v1/kv1/app/s0") - start_reads;
         let long_logins = proxy.count("POST /v1/auth/approle/login");
         let short_logins = proxy.count("POST /v1/auth/approle-short/login");
         let lifetime = started.elapsed();
@@ -381,7 +424,7 @@ mod controller {
             "both stores refreshed every second: {reads} reads"
         );
         assert_eq!(long_logins, 1, "one login for the whole token lifetime");
-        // 3s tokens are replaced at 2s (RustyVault cannot renew): about one login per 2s.
+        // 3s tokens that cannot outlive 3s are replaced at 2s: about one login per 2s.
         assert!(
             (2..=10).contains(&short_logins),
             "short-lived logins: {short_logins}"
@@ -394,14 +437,14 @@ mod controller {
 
     #[tokio::test]
     async fn token_and_userpass_stores_materialize_kv_v1() {
-        let rv = RustyVault::start().await;
-        rv.put(
+        let bao = OpenBao::start().await;
+        bao.put_v1(
             "app/db",
             serde_json::json!({"user": "app", "password": "pw-1"}),
         )
         .await;
-        rv.userpass("alice", "alice-pw", "1h").await;
-        let token = rv.create_token("1h").await;
+        bao.userpass("alice", "alice-pw", "1h", "1h").await;
+        let token = bao.create_token("1h").await;
         let env = external::start(|_| {}).await;
         env.namespace("app", &[]).await;
         env.secret(
@@ -413,7 +456,7 @@ mod controller {
         store(
             &env,
             "by-token",
-            &rv.address,
+            &bao.address,
             "v1",
             "        tokenSecretRef: {name: vault-creds, key: token}\n",
         )
@@ -421,7 +464,7 @@ mod controller {
         store(
             &env,
             "by-user",
-            &rv.address,
+            &bao.address,
             "v1",
             "        userPass: {username: alice, secretRef: {name: vault-creds, key: password}}\n",
         )
@@ -433,7 +476,7 @@ mod controller {
             "  dataFrom:\n    - extract: {key: app/db}\n",
         )
         .await;
-        es(&env, "u", "by-user", "  data:\n    - secretKey: pw\n      remoteRef: {key: secret/app/db, property: password}\n").await;
+        es(&env, "u", "by-user", "  data:\n    - secretKey: pw\n      remoteRef: {key: kv1/app/db, property: password}\n").await;
         env.wait_condition("app", "t", "True", Duration::from_secs(20))
             .await;
         env.wait_condition("app", "u", "True", Duration::from_secs(20))
@@ -458,30 +501,36 @@ mod controller {
         .await;
     }
 
-    #[tokio::test]
-    async fn kv_v2_store_reads_versions_and_renews_its_token() {
-        let double = VaultKv2::start(Kv2Config {
-            token_ttl: Duration::from_secs(4),
-            ..Default::default()
-        })
-        .await;
-        double.put("app/api", serde_json::json!({"key": "k-1"}));
-        double.put("app/api", serde_json::json!({"key": "k-2"}));
+    /// A cluster with the store `kv2` in namespace `app`: KV v2 through a counting proxy,
+    /// AppRole tokens of `ttl` renewable for an hour.
+    async fn approle_kv2_store(bao: &OpenBao, ttl: &str) -> (CountingProxy, Env) {
+        let (role_id, secret_id) = bao.approle_at("approle", "sigil", ttl, "1h").await;
+        let proxy = CountingProxy::start(&bao.address).await;
         let env = external::start(|_| {}).await;
         env.namespace("app", &[]).await;
-        env.secret("app", "approle", &[("secret-id", &double.config.secret_id)])
+        env.secret("app", "approle", &[("secret-id", &secret_id)])
             .await;
         store(
             &env,
             "kv2",
-            &double.address,
+            &proxy.endpoint,
             "v2",
             &format!(
-                "        appRole: {{roleId: {}, secretRef: {{name: approle, key: secret-id}}}}\n",
-                double.config.role_id
+                "        appRole: {{roleId: {role_id}, secretRef: {{name: approle, key: secret-id}}}}\n"
             ),
         )
         .await;
+        (proxy, env)
+    }
+
+    #[tokio::test]
+    async fn kv_v2_store_reads_versions_and_renews_its_token() {
+        let bao = OpenBao::start().await;
+        bao.put_v2("app/api", serde_json::json!({"key": "k-1"}))
+            .await;
+        bao.put_v2("app/api", serde_json::json!({"key": "k-2"}))
+            .await;
+        let (proxy, env) = approle_kv2_store(&bao, "4s").await;
         es(&env, "api", "kv2", "  refreshInterval: 1s\n  data:\n    - secretKey: latest\n      remoteRef: {key: app/api, property: key}\n    - secretKey: first\n      remoteRef: {key: app/api, property: key, version: \"1\"}\n").await;
         env.wait_condition("app", "api", "True", Duration::from_secs(20))
             .await;
@@ -489,29 +538,81 @@ mod controller {
         assert_eq!(data["latest"], "k-2");
         assert_eq!(data["first"], "k-1");
         tokio::time::sleep(Duration::from_secs(9)).await;
-        double.put("app/api", serde_json::json!({"key": "k-3"}));
+        bao.put_v2("app/api", serde_json::json!({"key": "k-3"}))
+            .await;
         wait_for("version 3", Duration::from_secs(10), || async {
             let data = env.secret_data("app", "api").await?;
             (data["latest"] == "k-3").then_some(())
         })
         .await;
-        assert_eq!(double.logins(), 1, "renewed, not logged in again");
-        assert!(double.renewals() >= 2, "renewals: {}", double.renewals());
+        assert_eq!(
+            proxy.count("POST /v1/auth/approle/login"),
+            1,
+            "renewed, not logged in again: {:?}",
+            proxy.counts()
+        );
+        let renewals = proxy.count("POST /v1/auth/token/renew-self");
+        assert!(renewals >= 2, "renewals: {renewals}");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_replaced_before_any_refresh_fails() {
+        let bao = OpenBao::start().await;
+        bao.put_v2("app/api", serde_json::json!({"key": "k-0"}))
+            .await;
+        let (proxy, env) = approle_kv2_store(&bao, "1h").await;
+        es(&env, "api", "kv2", "  refreshInterval: 1s\n  data:\n    - secretKey: key\n      remoteRef: {key: app/api, property: key}\n").await;
+        env.wait_condition("app", "api", "True", Duration::from_secs(20))
+            .await;
+        for round in 1..=3 {
+            bao.root(
+                "POST",
+                "sys/leases/revoke-prefix/auth/approle/login",
+                serde_json::Value::Null,
+            )
+            .await;
+            let value = format!("k-{round}");
+            bao.put_v2("app/api", serde_json::json!({ "key": value }))
+                .await;
+            wait_for(
+                &format!("value {value} after revocation {round}"),
+                Duration::from_secs(15),
+                || async {
+                    let es = env.external_secret("app", "api").await;
+                    let (reason, message) = ready_reason(&es);
+                    assert_eq!(
+                        reason, "SecretSynced",
+                        "a failed refresh reached the status: {message}"
+                    );
+                    let data = env.secret_data("app", "api").await?;
+                    (data["key"] == value.as_str()).then_some(())
+                },
+            )
+            .await;
+            let es = env.external_secret("app", "api").await;
+            let ready = es
+                .status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+                .expect("Ready condition");
+            assert_eq!(ready.status, "True", "{ready:?}");
+        }
+        assert_eq!(proxy.count("POST /v1/auth/approle/login"), 4);
     }
 
     #[tokio::test]
     async fn a_secret_store_cannot_read_credentials_of_another_namespace() {
-        let double = VaultKv2::start(Kv2Config::default()).await;
-        double.put("app/api", serde_json::json!({"key": "k"}));
+        let bao = OpenBao::start().await;
+        bao.put_v2("app/api", serde_json::json!({"key": "k"})).await;
+        let proxy = CountingProxy::start(&bao.address).await;
         let env = external::start(|_| {}).await;
         env.namespace("app", &[]).await;
         env.namespace("elsewhere", &[]).await;
-        env.secret("elsewhere", "vault-token", &[("token", "root")])
+        env.secret("elsewhere", "vault-token", &[("token", &bao.root_token)])
             .await;
         store(
             &env,
             "sneaky",
-            &double.address,
+            &proxy.endpoint,
             "v2",
             "        tokenSecretRef: {name: vault-token, key: token, namespace: elsewhere}\n",
         )
@@ -530,10 +631,10 @@ mod controller {
         assert_eq!(reason, "StoreNotReady");
         assert!(message.contains("own namespace"), "{message}");
         assert!(env.get_secret("app", "api").await.is_none());
-        assert_eq!(
-            double.reads(),
-            0,
-            "nothing read with the other namespace's token"
+        assert!(
+            proxy.counts().is_empty(),
+            "nothing sent with the other namespace's token: {:?}",
+            proxy.counts()
         );
     }
 }

@@ -407,7 +407,39 @@ async fn bad_yaml_unknown_kinds_and_fetch_errors_never_prune() {
         (cond.status == "False" && cond.reason == "NotFound").then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Ask for a reconcile and wait until the Sync records having handled it: that reconcile
+    // saw the failed source, so what it left is what a fetch error does (no fixed sleep).
+    let requested = "after-fetch-failure";
+    Api::<sigil::api::ManifestSync>::namespaced(ops.client(), NS)
+        .patch(
+            "dev",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                sigil::controller::git_source::REQUESTED_AT_ANNOTATION: requested
+            }}})),
+        )
+        .await
+        .expect("request a reconcile");
+    let sync = ops
+        .wait_sync(
+            NS,
+            "dev",
+            "the reconcile after the fetch failure",
+            WAIT,
+            |s| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.last_handled_reconcile_at.as_deref())
+                    == Some(requested)
+            },
+        )
+        .await;
+    let status = sync.status.expect("status");
+    assert_eq!(
+        status.last_applied_revision,
+        Some(format!("main@sha1:{first}")),
+        "the failed fetch of {removal} was never applied"
+    );
     assert!(
         configmap(&ops, "apps", "b").await.is_some(),
         "a fetch error never prunes"
@@ -487,7 +519,6 @@ async fn bad_yaml_unknown_kinds_and_fetch_errors_never_prune() {
         configmap(&ops, "apps", "b").await.is_none(),
         "pruned once a revision fully applied"
     );
-    let _ = removal;
 }
 
 fn github_signature(token: &str, body: &[u8]) -> String {

@@ -107,5 +107,14 @@ fn servers_and_clients_the_tests_start_are_runnable() {
     let git = String::from_utf8(run("git", &["--version"]).stdout).expect("utf-8");
     assert!(git.starts_with("git version 2."), "git --version: {git:?}");
     run("moto_server", &["--help"]);
-    run("rvault", &["--help"]);
+    let bao = String::from_utf8(run("bao", &["version"]).stdout).expect("utf-8");
+    assert!(bao.starts_with("OpenBao v2.7."), "bao version: {bao:?}");
+    let postgres = String::from_utf8(run("postgres", &["--version"]).stdout).expect("utf-8");
+    assert!(
+        postgres.contains("PostgreSQL"),
+        "postgres --version: {postgres:?}"
+    );
+    run("initdb", &["--version"]);
+    run("pg_ctl", &["--version"]);
+    run("psql", &["--version"]);
 }

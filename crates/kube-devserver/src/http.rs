@@ -182,6 +182,10 @@ async fn non_resource(
         }
         Target::Resource(_) | Target::Other => match path.trim_end_matches('/') {
             "/openapi/v3" => openapi::index(reg),
+            "/openid/v1/jwks" => api.tokens.jwks(),
+            "/.well-known/openid-configuration" => {
+                TokenIssuer::openid_configuration(&api.server_address)
+            }
             p if p.starts_with("/openapi/v3/") => {
                 let rest = &p["/openapi/v3/".len()..];
                 let (group, version) = match rest.split('/').collect::<Vec<_>>().as_slice() {
@@ -499,7 +503,23 @@ async fn resource(
         }
         let body = decode_body(headers, &body)?;
         let st = api.state.read().await;
-        let mut answer = rbac::review(&st, user, body, rt.is(Builtin::SelfSubjectAccessReview));
+        let mut answer = if rt.is(Builtin::TokenReview) {
+            api.tokens.review(
+                &body,
+                jiff::Timestamp::now().as_second(),
+                |namespace, name| {
+                    st.store
+                        .get(
+                            &(String::new(), "serviceaccounts".to_string()),
+                            namespace,
+                            name,
+                        )
+                        .map(|account| super::object::uid(&account).to_string())
+                },
+            )
+        } else {
+            rbac::review(&st, user, body, rt.is(Builtin::SelfSubjectAccessReview))
+        };
         if let Some(obj) = answer.as_object_mut() {
             obj.insert("apiVersion".into(), json!(rt.api_version()));
             obj.insert("kind".into(), json!(rt.kind));

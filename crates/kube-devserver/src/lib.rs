@@ -202,6 +202,17 @@ impl DevServer {
         self.addr
     }
 
+    /// The CA that signed the server's certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The public key ServiceAccount tokens are signed with (PEM), as the real server's
+    /// `--service-account-key-file`: what JWT validators are configured with.
+    pub fn service_account_public_key_pem(&self) -> String {
+        self.api.tokens.public_key_pem()
+    }
+
     /// A kubeconfig for the admin user (server `https://ADDR`, CA data, bearer token).
     pub fn kubeconfig(&self) -> Kubeconfig {
         let ca = base64::engine::general_purpose::STANDARD.encode(self.ca_pem.as_bytes());

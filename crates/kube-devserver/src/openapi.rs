@@ -49,6 +49,7 @@ fn builtin_schema(b: Builtin, g: &mut SchemaGenerator) -> String {
         Builtin::Crd => add::<CustomResourceDefinition>(g),
         Builtin::SelfSubjectAccessReview => add::<authorization::v1::SelfSubjectAccessReview>(g),
         Builtin::SubjectAccessReview => add::<authorization::v1::SubjectAccessReview>(g),
+        Builtin::TokenReview => add::<k8s_openapi::api::authentication::v1::TokenReview>(g),
     }
 }
 
@@ -80,6 +81,7 @@ pub fn builtin_definitions() -> (
         Crd,
         SelfSubjectAccessReview,
         SubjectAccessReview,
+        TokenReview,
     ]
     .into_iter()
     .map(|b| (b, builtin_schema(b, &mut generator)))

@@ -35,6 +35,8 @@ pub enum Builtin {
     /// `authorization.k8s.io/v1` reviews: create-only, answered, never stored.
     SelfSubjectAccessReview,
     SubjectAccessReview,
+    /// `authentication.k8s.io/v1` TokenReview: create-only, answered, never stored.
+    TokenReview,
 }
 
 /// What a CRD declares for one served version.
@@ -161,11 +163,15 @@ impl ResourceType {
         }
     }
 
-    /// Whether this is an access review (create-only, not stored).
+    /// Whether this is an access or token review (create-only, not stored).
     pub fn is_review(&self) -> bool {
         matches!(
             self.builtin(),
-            Some(Builtin::SelfSubjectAccessReview | Builtin::SubjectAccessReview)
+            Some(
+                Builtin::SelfSubjectAccessReview
+                    | Builtin::SubjectAccessReview
+                    | Builtin::TokenReview
+            )
         )
     }
 
@@ -610,6 +616,17 @@ fn builtin_types() -> Vec<ResourceType> {
             categories: &[],
             status: false,
             builtin: SubjectAccessReview,
+        },
+        Spec {
+            group: "authentication.k8s.io",
+            version: "v1",
+            resource: "tokenreviews",
+            kind: "TokenReview",
+            namespaced: false,
+            short: &[],
+            categories: &[],
+            status: false,
+            builtin: TokenReview,
         },
     ];
     specs

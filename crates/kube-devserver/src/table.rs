@@ -299,7 +299,8 @@ fn builtin_columns(b: Builtin) -> Vec<Column> {
         | Builtin::ClusterRole
         | Builtin::Crd
         | Builtin::SelfSubjectAccessReview
-        | Builtin::SubjectAccessReview => vec![NAME, CREATED_AT],
+        | Builtin::SubjectAccessReview
+        | Builtin::TokenReview => vec![NAME, CREATED_AT],
         Builtin::RoleBinding | Builtin::ClusterRoleBinding => vec![
             NAME,
             col("Role", "string", "Role referenced by this binding", 0),
@@ -539,7 +540,8 @@ fn builtin_cells(b: Builtin, obj: &Value) -> Vec<Value> {
         | Builtin::ClusterRole
         | Builtin::Crd
         | Builtin::SelfSubjectAccessReview
-        | Builtin::SubjectAccessReview => {
+        | Builtin::SubjectAccessReview
+        | Builtin::TokenReview => {
             vec![
                 name,
                 json!(object::meta_str(obj, "creationTimestamp").unwrap_or_default()),

@@ -1,5 +1,5 @@
 //! An HTTP proxy that counts requests on their way to a test server (moto,
-//! RustyVault) and can play an outage.
+//! OpenBao) and can play an outage.
 //!
 //! Requests are counted per AWS action (the `X-Amz-Target` header, e.g.
 //! `BatchGetSecretValue`, or the `Action` of a form-encoded query-protocol

@@ -1,4 +1,4 @@
-//! Where the real programs the tests drive (age, sshd, kubectl, helm, moto_server, rvault, ...) are.
+//! Where the real programs the tests drive (age, sshd, kubectl, helm, moto_server, bao, postgres, ...) are.
 //! `scripts/install-tools.sh` puts them in `~/.cache/sigil-test/bin`; `scripts/test.sh` exports that
 //! directory as `SIGIL_TEST_BIN`.
 
