@@ -17,6 +17,7 @@ mod ha;
 mod helm_install;
 mod kubectl;
 mod leader_skew;
+mod lifecycle;
 mod metrics;
 mod scan;
 mod sealed;
