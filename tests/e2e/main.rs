@@ -2,6 +2,7 @@
 
 mod chart;
 mod cli_help;
+mod crash_restart;
 mod crds;
 mod decrypt_limit;
 mod dev_api;
@@ -16,6 +17,7 @@ mod ha;
 mod helm_install;
 mod kubectl;
 mod leader_skew;
+mod lifecycle;
 mod metrics;
 mod scan;
 mod sealed;
