@@ -177,3 +177,15 @@ pub struct InventoryEntry {
     /// Name.
     pub name: String,
 }
+
+impl InventoryEntry {
+    /// The entry of one object; `namespace` is empty for cluster-scoped objects.
+    pub fn new(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}

@@ -62,20 +62,11 @@ mod tests {
     use super::*;
     use crate::api::sync::HealthCheckRef;
 
-    fn entry(api_version: &str, kind: &str, namespace: &str, name: &str) -> InventoryEntry {
-        InventoryEntry {
-            api_version: api_version.into(),
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
     #[test]
     fn wait_checks_everything_and_health_checks_only_what_they_name() {
         let applied = vec![
-            entry("apps/v1", "Deployment", "apps", "web"),
-            entry(
+            InventoryEntry::new("apps/v1", "Deployment", "apps", "web"),
+            InventoryEntry::new(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
                 "",
@@ -108,7 +99,7 @@ mod tests {
         assert_eq!(
             checked_objects(&listed, "gitops", &applied),
             vec![
-                entry("apps/v1", "Deployment", "gitops", "web"),
+                InventoryEntry::new("apps/v1", "Deployment", "gitops", "web"),
                 applied[1].clone()
             ]
         );
