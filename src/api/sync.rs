@@ -70,6 +70,39 @@ pub struct SyncSpec {
     /// Stop applying.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Ready only once every applied object is healthy (kstatus rules); overrides `healthChecks`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+    /// Ready only once these objects are healthy (kstatus rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckRef>,
+    /// How long applying and health checks may take (default: `spec.interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
+    pub timeout: Option<String>,
+    /// Apply a revision that has no object at all even though the inventory is not empty
+    /// (which prunes everything); refused by default, as an emptied folder is more often a
+    /// mistake than an intent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty: bool,
+    /// Refuse a revision that would prune more than this many objects at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prune: Option<i32>,
+}
+
+/// An object whose health a Sync waits for (Flux's `healthChecks[]` entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckRef {
+    /// `group/version` or `version` of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+    /// Namespace of the object (default: the Sync's; empty for cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// The source a Sync applies.
@@ -102,12 +135,30 @@ pub struct SyncStatus {
     /// The revision last tried, successful or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_revision: Option<String>,
-    /// The objects applied from `lastAppliedRevision`; pruning compares against it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The objects applied from `lastAppliedRevision`; pruning compares against it. Always
+    /// written, even empty: status is merge-patched, and a missing list would keep the old one.
+    #[serde(default)]
     pub inventory: Vec<InventoryEntry>,
     /// The value of the `sigil.dev/reconcile-requested-at` annotation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// The last runs that changed the outcome, newest first (at most 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One run of a Sync in `status.history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The revision tried.
+    pub revision: String,
+    /// The Ready reason it ended with (`ReconciliationSucceeded`, `HealthCheckFailed`, ...).
+    pub result: String,
+    /// How long the run took, Go-style (`1.5s`).
+    pub duration: String,
+    /// When it ended.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// One applied object.
@@ -125,4 +176,16 @@ pub struct InventoryEntry {
     pub namespace: String,
     /// Name.
     pub name: String,
+}
+
+impl InventoryEntry {
+    /// The entry of one object; `namespace` is empty for cluster-scoped objects.
+    pub fn new(api_version: &str, kind: &str, namespace: &str, name: &str) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
 }

@@ -9,7 +9,10 @@
 //! applied objects are watched ([`heal`]). Runs happen on a new revision, a spec change, the
 //! `sigil.dev/reconcile-requested-at` annotation, and every `spec.interval`.
 
+mod guards;
 pub mod heal;
+mod health_gate;
+mod history;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +39,7 @@ use crate::manifests::object::same_object;
 use crate::manifests::parse::parse_files;
 use crate::manifests::plan::{PlanError, plan};
 use crate::manifests::source::{SourceFile, is_manifest_path};
+use crate::manifests::wait::{self, WaitOutcome};
 use crate::manifests::{Owner, PlanOptions, Resolver, Target, prune};
 
 /// Name of this controller in metrics and logs.
@@ -102,6 +106,9 @@ struct RunOutcome {
     inventory: Option<Vec<InventoryEntry>>,
     /// Counts of a successful run: (apply counts, pruned).
     counts: Option<(Counts, usize)>,
+    /// The run wrote progress into the status, so the final status must be written even when
+    /// it equals the one the run started from.
+    progressed: bool,
 }
 
 impl RunOutcome {
@@ -114,6 +121,7 @@ impl RunOutcome {
             applied_revision: None,
             inventory: None,
             counts: None,
+            progressed: false,
         }
     }
 }
@@ -183,7 +191,7 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     if status.last_attempted_revision.as_deref() != Some(revision.as_str())
         || status.observed_generation != sync.metadata.generation
     {
-        mark_reconciling(ctx, &sync, &revision).await?;
+        mark_reconciling(ctx, &sync, format!("applying revision {revision}")).await?;
     }
     let outcome = run_revision(&state, &sync, &source, &revision, &key).await;
     if let Some((counts, pruned)) = &outcome.counts {
@@ -197,7 +205,14 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
             ctx.metrics.objects_applied(what, count);
         }
     }
-    write_status(ctx, &sync, &outcome, Some(&revision), requested).await?;
+    write_status(
+        ctx,
+        &sync,
+        &outcome,
+        Some((&revision, started.elapsed())),
+        requested,
+    )
+    .await?;
     ctx.metrics.reconciled(
         CONTROLLER,
         started.elapsed(),
@@ -376,16 +391,19 @@ async fn run_revision(
             return RunOutcome::failed("DiscoveryFailed", err.to_string(), false);
         }
     };
-    let target = Target::as_service_account(
-        state.ctx.client.clone(),
-        &namespace,
-        sync.spec.service_account_name.as_deref(),
-    );
     let previous = sync
         .status
         .as_ref()
         .map(|s| s.inventory.clone())
         .unwrap_or_default();
+    if let Err(refusal) = guards::check(&sync.spec, &plan.entries(), &previous) {
+        return RunOutcome::failed(refusal.reason, refusal.message, true);
+    }
+    let target = Target::as_service_account(
+        state.ctx.client.clone(),
+        &namespace,
+        sync.spec.service_account_name.as_deref(),
+    );
     let report = apply_plan(
         &target,
         &state.resolver,
@@ -481,6 +499,14 @@ async fn run_revision(
     if sync.spec.self_heal {
         state.healer.track(key, tracking(applied_objects()), true);
     }
+    let (unhealthy, progressed) =
+        wait_for_health(state, sync, &target, &plan.entries(), revision).await;
+    if let Some(failed) = unhealthy {
+        let mut outcome = RunOutcome::failed("HealthCheckFailed", failed, false);
+        outcome.inventory = Some(inventory);
+        outcome.progressed = progressed;
+        return outcome;
+    }
     let counts = report.counts();
     RunOutcome {
         ready: true,
@@ -490,7 +516,59 @@ async fn run_revision(
         applied_revision: Some(revision.to_string()),
         inventory: Some(inventory),
         counts: Some((counts, pruned)),
+        progressed,
     }
+}
+
+/// With `spec.wait` or `spec.healthChecks`: polls the objects until they are healthy, keeping
+/// `Reconciling` up to date. Returns why they are not (naming the object) within the timeout,
+/// and whether progress was written into the status.
+async fn wait_for_health(
+    state: &State,
+    sync: &ManifestSync,
+    target: &Target,
+    applied: &[InventoryEntry],
+    revision: &str,
+) -> (Option<String>, bool) {
+    let namespace = sync.namespace().unwrap_or_default();
+    let objects = health_gate::checked_objects(&sync.spec, &namespace, applied);
+    if objects.is_empty() {
+        return (None, false);
+    }
+    let interval = schedule::interval(sync.spec.interval.as_deref(), DEFAULT_INTERVAL)
+        .unwrap_or(DEFAULT_INTERVAL);
+    let timeout = match health_gate::timeout(&sync.spec, interval) {
+        Ok(timeout) => timeout,
+        Err(message) => return (Some(message), false),
+    };
+    let mut progressed = false;
+    let outcome = wait::wait_healthy(
+        target,
+        &state.resolver,
+        &objects,
+        timeout,
+        wait::POLL,
+        |message: String| {
+            progressed = true;
+            let ctx = state.ctx.clone();
+            let sync = sync.clone();
+            let message = format!("revision {revision} applied, {message}");
+            async move {
+                if let Err(err) = mark_reconciling(&ctx, &sync, message).await {
+                    tracing::debug!(controller = CONTROLLER, error = %err, "progress status");
+                }
+            }
+        },
+    )
+    .await;
+    let unhealthy = match outcome {
+        WaitOutcome::Healthy => None,
+        failed => Some(format!(
+            "revision {revision} applied, health check failed: {}",
+            failed.message()
+        )),
+    };
+    (unhealthy, progressed)
 }
 
 fn summary(counts: &Counts, pruned: usize) -> String {
@@ -516,7 +594,7 @@ fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
 async fn mark_reconciling(
     ctx: &Context,
     sync: &ManifestSync,
-    revision: &str,
+    message: String,
 ) -> Result<(), StatusError> {
     let mut status = sync.status.clone().unwrap_or_default();
     set_condition(
@@ -525,7 +603,7 @@ async fn mark_reconciling(
             type_: RECONCILING,
             status: true,
             reason: "Progressing",
-            message: format!("applying revision {revision}"),
+            message,
         },
         sync.metadata.generation,
         conditions::now(),
@@ -539,7 +617,7 @@ async fn write_status(
     ctx: &Context,
     sync: &ManifestSync,
     outcome: &RunOutcome,
-    revision: Option<&str>,
+    run: Option<(&str, Duration)>,
     requested: Option<String>,
 ) -> Result<(), StatusError> {
     let old = sync.status.clone().unwrap_or_default();
@@ -581,8 +659,15 @@ async fn write_status(
             conditions::now(),
         );
     }
-    if let Some(revision) = revision {
+    if let Some((revision, took)) = run {
         status.last_attempted_revision = Some(revision.to_string());
+        history::record(
+            &mut status.history,
+            revision,
+            outcome.reason,
+            took,
+            conditions::now(),
+        );
     }
     if let Some(applied) = &outcome.applied_revision {
         status.last_applied_revision = Some(applied.clone());
@@ -619,7 +704,7 @@ async fn write_status(
         }),
         _ => None,
     };
-    if status != old {
+    if status != old || outcome.progressed {
         patch_status(&ctx.client, sync, &status).await?;
     }
     if let Some(event) = event {

@@ -124,29 +124,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry(api_version: &str, kind: &str, namespace: &str, name: &str) -> InventoryEntry {
-        InventoryEntry {
-            api_version: api_version.into(),
-            kind: kind.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
     #[test]
     fn stale_entries_come_objects_first() {
         let previous = vec![
-            entry("v1", "Namespace", "", "apps"),
-            entry(
+            InventoryEntry::new("v1", "Namespace", "", "apps"),
+            InventoryEntry::new(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
                 "",
                 "w.example.com",
             ),
-            entry("v1", "ConfigMap", "apps", "a"),
-            entry("apps/v1", "Deployment", "apps", "d"),
+            InventoryEntry::new("v1", "ConfigMap", "apps", "a"),
+            InventoryEntry::new("apps/v1", "Deployment", "apps", "d"),
         ];
-        let current = vec![entry("apps/v1beta1", "Deployment", "apps", "d")];
+        let current = vec![InventoryEntry::new(
+            "apps/v1beta1",
+            "Deployment",
+            "apps",
+            "d",
+        )];
         let kinds: Vec<String> = stale(&previous, &current)
             .into_iter()
             .map(|e| e.kind)
@@ -164,8 +160,8 @@ mod tests {
             name: "apps".into(),
         };
         let labels = json!({"sigil.dev/sync-name": "apps", "sigil.dev/sync-namespace": "flux"});
-        let ns = entry("v1", "Namespace", "", "apps");
-        let cm = entry("v1", "ConfigMap", "apps", "a");
+        let ns = InventoryEntry::new("v1", "Namespace", "", "apps");
+        let cm = InventoryEntry::new("v1", "ConfigMap", "apps", "a");
         let plain = json!({"metadata": {"labels": labels}});
         assert!(keep_reason(&ns, &plain, &owner).is_some());
         assert!(keep_reason(&cm, &plain, &owner).is_none());

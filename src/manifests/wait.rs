@@ -84,14 +84,18 @@ async fn round(
 
 /// Polls until every entry is Current, one is Failed, or `timeout` passes. `progress` is told
 /// what is still pending whenever that changes (to publish `Reconciling`).
-pub async fn wait_healthy(
+pub async fn wait_healthy<F, Fut>(
     target: &Target,
     resolver: &Resolver,
     entries: &[InventoryEntry],
     timeout: Duration,
     poll: Duration,
-    mut progress: impl AsyncFnMut(&str),
-) -> WaitOutcome {
+    mut progress: F,
+) -> WaitOutcome
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     loop {
@@ -109,8 +113,8 @@ pub async fn wait_healthy(
             listing(&pending)
         );
         if message != last {
-            progress(&message).await;
-            last = message;
+            last = message.clone();
+            progress(message).await;
         }
         tokio::time::sleep(poll).await;
     }

@@ -1,6 +1,7 @@
-//! HashiCorp Vault's KV engine, version 1 or 2.
+//! HashiCorp Vault's KV engine, version 1 or 2 (tested against OpenBao).
 //!
-//! A small client over Vault's HTTP API (`reqwest`, rustls). It logs in once
+//! On `vaultrs`, the Rust ecosystem's Vault client, over the store's own
+//! `reqwest` client (rustls, the spec's CA bundle). It logs in once
 //! and keeps the token for its lifetime: at two thirds of the token's TTL it
 //! renews it (`auth/token/renew-self`) when the token is renewable and the
 //! renewal still grants a useful TTL, and logs in again otherwise. A token that
@@ -11,6 +12,14 @@
 //! after the mount; keys may also be written with the mount (and `data/`)
 //! prefix, as External Secrets Operator accepts. Keys that would leave the
 //! mount (`..`, `?`, `#`, `%`) are refused before any request is sent.
+//!
+//! Plaintext copies outside sigil's zeroizing types (see SECURITY.md): reqwest
+//! and rustify hold each response body in plain `Bytes`/`Vec<u8>` buffers that
+//! are freed without wiping; vaultrs parses a secret into a `serde_json::Value`
+//! (sigil wipes its strings once it has the bytes) and a login's secret id or
+//! password into a request `String` that is freed without wiping. A token lives
+//! in a [`SecretString`] until handed to vaultrs, whose two `String` copies
+//! are wiped when the client holding them is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::Value;
-use zeroize::{Zeroize, Zeroizing};
+use vaultrs::api::{AuthInfo, EndpointMiddleware};
+use vaultrs::client::{VaultClient, VaultClientSettings};
+use zeroize::Zeroize;
 
 use super::metrics::StoreCalls;
 use super::{FIND_LIMIT, FindQuery, Provider, ProviderError, RemoteKey, SecretValue};
@@ -88,10 +98,21 @@ impl VaultLogin {
     }
 }
 
+/// A vaultrs client bound to one token (or to none, for logins). vaultrs keeps
+/// the token as a plain `String` in two places; both are wiped when it is dropped.
+struct TokenClient(VaultClient);
+
+impl Drop for TokenClient {
+    fn drop(&mut self) {
+        self.0.settings.token.zeroize();
+        self.0.middle.token.zeroize();
+    }
+}
+
 /// The token in use and when it must be renewed.
 #[derive(Default)]
 struct Session {
-    token: Option<Arc<SecretString>>,
+    client: Option<Arc<TokenClient>>,
     obtained: Option<Instant>,
     /// Zero: the token never expires.
     ttl: Duration,
@@ -103,7 +124,7 @@ struct Session {
 
 impl Session {
     fn due(&self, now: Instant) -> bool {
-        match (self.token.as_ref(), self.obtained) {
+        match (self.client.as_ref(), self.obtained) {
             (Some(_), Some(obtained)) => {
                 !self.ttl.is_zero() && now.duration_since(obtained) >= self.ttl * 2 / 3
             }
@@ -112,10 +133,11 @@ impl Session {
     }
 }
 
-/// A long-lived KV client for one store.
+/// A long-lived KV client for one store, on `vaultrs`.
 pub struct VaultKv {
     http: reqwest::Client,
     base: String,
+    address: reqwest::Url,
     namespace: Option<String>,
     mount: String,
     version: VaultKvVersion,
@@ -123,38 +145,6 @@ pub struct VaultKv {
     session: tokio::sync::Mutex<Session>,
     logins: AtomicU64,
     calls: StoreCalls,
-}
-
-/// The part of a login or renewal answer sigil reads.
-#[derive(Deserialize)]
-struct AuthAnswer {
-    auth: Option<AuthBlock>,
-    /// RustyVault answers a failed login with 200 and `data.error`.
-    #[serde(default)]
-    data: Option<AuthErrorData>,
-}
-
-#[derive(Deserialize)]
-struct AuthErrorData {
-    #[serde(default)]
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AuthBlock {
-    client_token: Option<String>,
-    #[serde(default)]
-    lease_duration: u64,
-    #[serde(default)]
-    renewable: bool,
-}
-
-impl Drop for AuthBlock {
-    fn drop(&mut self) {
-        if let Some(token) = self.client_token.as_mut() {
-            token.zeroize();
-        }
-    }
 }
 
 impl VaultKv {
@@ -165,10 +155,21 @@ impl VaultKv {
         calls: StoreCalls,
     ) -> Result<Self, ProviderError> {
         let base = validate_server(&spec.server)?;
+        let address = reqwest::Url::parse(&base).map_err(|e| {
+            ProviderError::Config(format!("spec.provider.vault.server: {base:?}: {e}"))
+        })?;
         let mount = spec.path.as_deref().unwrap_or("secret").trim_matches('/');
         check_segments(mount).map_err(|why| {
             ProviderError::Config(format!("spec.provider.vault.path: {mount:?}: {why}"))
         })?;
+        let namespace = spec.namespace.clone().filter(|n| !n.is_empty());
+        if let Some(namespace) = &namespace
+            && http::HeaderValue::from_str(namespace).is_err()
+        {
+            return Err(ProviderError::Config(format!(
+                "spec.provider.vault.namespace: {namespace:?} is not a valid header value"
+            )));
+        }
         // reqwest takes the process's rustls provider (ring, the only one compiled in).
         crate::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
@@ -189,7 +190,8 @@ impl VaultKv {
         Ok(Self {
             http,
             base,
-            namespace: spec.namespace.clone().filter(|n| !n.is_empty()),
+            address,
+            namespace,
             mount: mount.to_string(),
             version: spec.version,
             login,
@@ -204,97 +206,102 @@ impl VaultKv {
         self.logins.load(Ordering::Relaxed)
     }
 
-    /// Sends one request; `Ok` carries the JSON answer (`Null` for an empty one).
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&SecretString>,
-        body: Option<Zeroizing<Vec<u8>>>,
-        what: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
-        let url = format!("{}/v1/{}", self.base, path);
-        let mut request = self.http.request(method, &url);
-        if let Some(token) = token {
-            let mut value = http::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
-                ProviderError::Auth(format!("{what}: the token is not a valid header value"))
-            })?;
-            value.set_sensitive(true);
-            request = request.header("X-Vault-Token", value);
+    /// A vaultrs client sending `token` (none for logins). It is built by hand rather than
+    /// with `VaultClient::new`, which reads `VAULT_*` variables and takes CA files only:
+    /// this one shares the store's HTTP client, with the CA bundle of the store's spec.
+    fn client(&self, token: Option<&SecretString>) -> Result<TokenClient, ProviderError> {
+        let token = token.map(|t| t.expose_secret()).unwrap_or_default();
+        // vaultrs panics on a token that is not a valid header value: refuse it first.
+        if http::HeaderValue::from_str(token).is_err() {
+            return Err(ProviderError::Auth(
+                "the Vault token is not a valid header value".into(),
+            ));
         }
-        if let Some(namespace) = &self.namespace {
-            request = request.header("X-Vault-Namespace", namespace);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("Content-Type", "application/json")
-                .body(body.to_vec());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| ProviderError::Backend(format!("{what}: {}", without_url(&e))))?;
-        let status = response.status();
-        let bytes = Zeroizing::new(
-            response
-                .bytes()
-                .await
-                .map_err(|e| ProviderError::Backend(format!("{what}: {}", without_url(&e))))?
-                .to_vec(),
-        );
-        if status.is_success() {
-            return Ok(bytes);
-        }
-        Err(status_error(status, &bytes, what))
+        Ok(TokenClient(VaultClient {
+            http: rustify::clients::reqwest::Client::new(&self.base, self.http.clone()),
+            middle: EndpointMiddleware {
+                token: token.to_string(),
+                version: "v1".into(),
+                wrap: None,
+                namespace: self.namespace.clone(),
+            },
+            settings: VaultClientSettings {
+                address: self.address.clone(),
+                ca_certs: Vec::new(),
+                identity: None,
+                timeout: Some(REQUEST_TIMEOUT),
+                token: token.to_string(),
+                verify: true,
+                version: 1,
+                wrapping: false,
+                namespace: self.namespace.clone(),
+                proxy: None,
+            },
+        }))
     }
 
     async fn login(&self, session: &mut Session) -> Result<(), ProviderError> {
-        let (path, body) = match &self.login {
-            VaultLogin::Token(token) => {
-                let (ttl, renewable) = self.lookup(token).await?;
-                *session = Session {
-                    token: Some(Arc::new(token.clone())),
-                    obtained: Some(Instant::now()),
-                    ttl,
-                    renewable,
-                    login_ttl: ttl,
-                    renewals_exhausted: false,
-                };
-                return Ok(());
+        if let VaultLogin::Token(token) = &self.login {
+            let client = Arc::new(self.client(Some(token))?);
+            let (ttl, renewable) = self.lookup(&client).await?;
+            *session = Session {
+                client: Some(client),
+                obtained: Some(Instant::now()),
+                ttl,
+                renewable,
+                login_ttl: ttl,
+                renewals_exhausted: false,
+            };
+            return Ok(());
+        }
+        let what = format!("Vault login ({})", self.login.method());
+        let anonymous = self.client(None)?;
+        self.logins.fetch_add(1, Ordering::Relaxed);
+        let answer = match &self.login {
+            VaultLogin::Token(_) => {
+                return Err(ProviderError::Auth(format!(
+                    "{what}: a static token has no login"
+                )));
             }
             VaultLogin::AppRole {
                 mount,
                 role_id,
                 secret_id,
-            } => (
-                format!("auth/{}/login", mount.trim_matches('/')),
-                json_body(serde_json::json!({
-                    "role_id": role_id,
-                    "secret_id": secret_id.expose_secret(),
-                })),
-            ),
+            } => {
+                vaultrs::auth::approle::login(
+                    &anonymous.0,
+                    mount.trim_matches('/'),
+                    role_id,
+                    secret_id.expose_secret(),
+                )
+                .await
+            }
             VaultLogin::UserPass {
                 mount,
                 username,
                 password,
-            } => (
-                format!("auth/{}/login/{username}", mount.trim_matches('/')),
-                json_body(serde_json::json!({ "password": password.expose_secret() })),
-            ),
+            } => {
+                vaultrs::auth::userpass::login(
+                    &anonymous.0,
+                    mount.trim_matches('/'),
+                    username,
+                    password.expose_secret(),
+                )
+                .await
+            }
             VaultLogin::Kubernetes { mount, role, jwt } => {
                 let jwt = jwt().await?;
-                (
-                    format!("auth/{}/login", mount.trim_matches('/')),
-                    json_body(serde_json::json!({ "role": role, "jwt": jwt.expose_secret() })),
+                vaultrs::auth::kubernetes::login(
+                    &anonymous.0,
+                    mount.trim_matches('/'),
+                    role,
+                    jwt.expose_secret(),
                 )
+                .await
             }
         };
-        let what = format!("Vault login ({})", self.login.method());
-        self.logins.fetch_add(1, Ordering::Relaxed);
-        let answer = self
-            .send(Method::POST, &path, None, Some(body), &what)
-            .await
-            .map_err(|e| match e {
+        let auth = answer
+            .map_err(|e| match client_error(e, &what) {
                 // Vault answers bad credentials with 400 (userpass), 403 or 404 (unknown role).
                 ProviderError::Denied { message, .. }
                 | ProviderError::Value { message, .. }
@@ -302,19 +309,15 @@ impl VaultKv {
                     ProviderError::Auth(format!("{what}: {message}"))
                 }
                 other => other,
-            });
-        let auth = answer.and_then(|answer| parse_auth(&answer, &what));
+            })
+            .and_then(|auth| self.token_client(auth, &what));
         self.calls.record_login(&auth);
-        let auth = self.calls.observe(auth)?;
-        let ttl = Duration::from_secs(auth.lease_duration);
+        let (client, ttl, renewable) = self.calls.observe(auth)?;
         *session = Session {
-            token: auth
-                .client_token
-                .as_deref()
-                .map(|t| Arc::new(SecretString::from(t))),
+            client: Some(Arc::new(client)),
             obtained: Some(Instant::now()),
             ttl,
-            renewable: auth.renewable,
+            renewable,
             login_ttl: ttl,
             renewals_exhausted: false,
         };
@@ -326,67 +329,73 @@ impl VaultKv {
         Ok(())
     }
 
+    /// The client for the token of a login or renewal answer, its TTL and renewability.
+    /// The token is moved out of vaultrs's answer, not copied.
+    fn token_client(
+        &self,
+        mut auth: AuthInfo,
+        what: &str,
+    ) -> Result<(TokenClient, Duration, bool), ProviderError> {
+        let token = SecretString::from(std::mem::take(&mut auth.client_token));
+        auth.accessor.zeroize();
+        if token.expose_secret().is_empty() {
+            return Err(ProviderError::Auth(format!(
+                "{what}: answer has no client token"
+            )));
+        }
+        let client = self.client(Some(&token))?;
+        Ok((
+            client,
+            Duration::from_secs(auth.lease_duration),
+            auth.renewable,
+        ))
+    }
+
     /// `lookup-self`: the token's remaining TTL and whether it is renewable.
-    async fn lookup(&self, token: &SecretString) -> Result<(Duration, bool), ProviderError> {
-        #[derive(Deserialize)]
-        struct Lookup {
-            data: LookupData,
-        }
-        #[derive(Deserialize)]
-        struct LookupData {
-            #[serde(default)]
-            ttl: u64,
-            #[serde(default)]
-            renewable: bool,
-        }
+    async fn lookup(&self, client: &TokenClient) -> Result<(Duration, bool), ProviderError> {
         let what = "Vault token lookup-self";
-        let answer = self
-            .send(
-                Method::GET,
-                "auth/token/lookup-self",
-                Some(token),
-                None,
-                what,
-            )
-            .await
-            .map_err(|e| match e {
-                ProviderError::Denied { message, .. } => {
-                    ProviderError::Auth(format!("{what}: {message}"))
-                }
-                other => other,
-            });
-        let answer = self.calls.observe(answer)?;
-        let lookup: Lookup = serde_json::from_slice(&answer)
-            .map_err(|e| ProviderError::Backend(format!("{what}: unexpected answer: {e}")))?;
-        Ok((Duration::from_secs(lookup.data.ttl), lookup.data.renewable))
+        let answer =
+            vaultrs::token::lookup_self(&client.0)
+                .await
+                .map_err(|e| match client_error(e, what) {
+                    ProviderError::Denied { message, .. } => {
+                        ProviderError::Auth(format!("{what}: {message}"))
+                    }
+                    other => other,
+                });
+        let mut answer = self.calls.observe(answer)?;
+        // The answer repeats the token itself.
+        answer.id.zeroize();
+        Ok((
+            Duration::from_secs(answer.ttl),
+            answer.renewable.unwrap_or(false),
+        ))
     }
 
     /// `renew-self`; false when the token could not usefully be renewed.
     async fn renew(&self, session: &mut Session) -> bool {
-        let Some(token) = session.token.clone() else {
+        let Some(current) = session.client.clone() else {
             return false;
         };
         let what = "Vault token renew-self";
-        let answer = self
-            .send(
-                Method::POST,
-                "auth/token/renew-self",
-                Some(&token),
-                Some(json_body(serde_json::json!({}))),
-                what,
-            )
-            .await;
-        let auth = answer.and_then(|answer| parse_auth(&answer, what));
+        let auth = vaultrs::token::renew_self(&current.0, None)
+            .await
+            .map_err(|e| client_error(e, what))
+            .map(|mut auth| {
+                // Renewing keeps the token: keep the client that already holds it.
+                auth.client_token.zeroize();
+                auth.accessor.zeroize();
+                (Duration::from_secs(auth.lease_duration), auth.renewable)
+            });
         self.calls.record_renewal(&auth);
-        let Ok(auth) = self.calls.observe(auth) else {
+        let Ok((ttl, renewable)) = self.calls.observe(auth) else {
             // Not renewable after all (or no longer): log in again when due.
             session.renewable = false;
             return false;
         };
-        let ttl = Duration::from_secs(auth.lease_duration);
         session.obtained = Some(Instant::now());
         session.ttl = ttl;
-        session.renewable = auth.renewable;
+        session.renewable = renewable;
         // Close to the token's max TTL, renewals shrink: log in again next time.
         session.renewals_exhausted = ttl < session.login_ttl / 3;
         true
@@ -395,7 +404,7 @@ impl VaultKv {
     /// How long until the token should be renewed; a while when it cannot be.
     async fn until_renewal(&self) -> Duration {
         let session = self.session.lock().await;
-        match (session.obtained, session.token.is_some()) {
+        match (session.obtained, session.client.is_some()) {
             (Some(obtained), true) if session.renewable && !session.ttl.is_zero() => {
                 (obtained + session.ttl * 2 / 3).saturating_duration_since(Instant::now())
             }
@@ -407,7 +416,7 @@ impl VaultKv {
     async fn renew_if_due(&self) {
         let mut session = self.session.lock().await;
         if session.due(Instant::now())
-            && session.token.is_some()
+            && session.client.is_some()
             && session.renewable
             && !session.renewals_exhausted
         {
@@ -415,11 +424,11 @@ impl VaultKv {
         }
     }
 
-    /// The current token, logging in or renewing first when due.
-    async fn token(&self) -> Result<Arc<SecretString>, ProviderError> {
+    /// The client of the current token, logging in or renewing first when due.
+    async fn token(&self) -> Result<Arc<TokenClient>, ProviderError> {
         let mut session = self.session.lock().await;
         if session.due(Instant::now()) {
-            let renewed = session.token.is_some()
+            let renewed = session.client.is_some()
                 && session.renewable
                 && !session.renewals_exhausted
                 && self.renew(&mut session).await;
@@ -428,20 +437,20 @@ impl VaultKv {
             }
         }
         session
-            .token
+            .client
             .clone()
             .ok_or_else(|| ProviderError::Auth("Vault login returned no token".into()))
     }
 
     /// After a 403: forget the token if Vault no longer knows it. True when a
     /// retry with a new token may succeed.
-    async fn token_was_revoked(&self, used: &Arc<SecretString>) -> bool {
+    async fn token_was_revoked(&self, used: &Arc<TokenClient>) -> bool {
         if matches!(self.login, VaultLogin::Token(_)) {
             return false;
         }
         let mut session = self.session.lock().await;
         if !session
-            .token
+            .client
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, used))
         {
@@ -457,22 +466,22 @@ impl VaultKv {
         }
     }
 
-    /// An authenticated request, retried once with a new token if the old one was revoked.
-    async fn authed(
-        &self,
-        method: Method,
-        path: &str,
-        what: &str,
-    ) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
-        let token = self.token().await?;
-        let first = self
-            .send(method.clone(), path, Some(&token), None, what)
-            .await;
+    /// One vaultrs call with the current token, retried once with a new token if the
+    /// old one was revoked; every attempt is counted.
+    async fn authed<T, F, Fut>(&self, what: &str, call: F) -> Result<T, ProviderError>
+    where
+        F: Fn(Arc<TokenClient>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, vaultrs::error::ClientError>>,
+    {
+        let client = self.token().await?;
+        let first = call(client.clone())
+            .await
+            .map_err(|e| client_error(e, what));
         let first = self.calls.observe(first);
         match first {
-            Err(ProviderError::Denied { .. }) if self.token_was_revoked(&token).await => {
-                let token = self.token().await?;
-                let second = self.send(method, path, Some(&token), None, what).await;
+            Err(ProviderError::Denied { .. }) if self.token_was_revoked(&client).await => {
+                let client = self.token().await?;
+                let second = call(client).await.map_err(|e| client_error(e, what));
                 self.calls.observe(second)
             }
             other => other,
@@ -500,26 +509,42 @@ impl VaultKv {
     }
 
     async fn read(&self, key: &RemoteKey) -> Result<SecretValue, ProviderError> {
-        let path = self.relative_path(&key.key)?;
-        let url_path = match (self.version, key.version.as_deref()) {
-            (VaultKvVersion::V1, None) => format!("{}/{path}", self.mount),
+        let path = self.relative_path(&key.key)?.to_string();
+        let version = match (self.version, key.version.as_deref()) {
             (VaultKvVersion::V1, Some(_)) => {
                 return Err(ProviderError::Value {
                     key: key.key.clone(),
                     message: "versions need KV version 2 (spec.provider.vault.version: v2)".into(),
                 });
             }
-            (VaultKvVersion::V2, None) => format!("{}/data/{path}", self.mount),
+            (_, None) => None,
             (VaultKvVersion::V2, Some(version)) => {
-                let number: u64 = version.parse().map_err(|_| ProviderError::Value {
+                Some(version.parse::<u64>().map_err(|_| ProviderError::Value {
                     key: key.key.clone(),
                     message: format!("version {version:?} is not a KV v2 version number"),
-                })?;
-                format!("{}/data/{path}?version={number}", self.mount)
+                })?)
             }
         };
-        let answer = self
-            .authed(Method::GET, &url_path, &key.key)
+        let mount = self.mount.as_str();
+        let kv_version = self.version;
+        let data = self
+            .authed(&key.key, |client| {
+                let path = path.clone();
+                async move {
+                    match (kv_version, version) {
+                        (VaultKvVersion::V1, _) => vaultrs::kv1::get_raw(&client.0, mount, &path)
+                            .await
+                            .map(|answer| answer.data),
+                        (VaultKvVersion::V2, None) => {
+                            vaultrs::kv2::read::<Value>(&client.0, mount, &path).await
+                        }
+                        (VaultKvVersion::V2, Some(number)) => {
+                            vaultrs::kv2::read_version::<Value>(&client.0, mount, &path, number)
+                                .await
+                        }
+                    }
+                }
+            })
             .await
             .map_err(|e| match e {
                 ProviderError::NotFound { .. } => ProviderError::NotFound {
@@ -527,40 +552,37 @@ impl VaultKv {
                 },
                 other => other,
             })?;
-        secret_data(&answer, self.version, &key.key)
+        secret_data(data, &key.key)
     }
 
     /// Keys below `path` (recursively), relative to the mount.
     async fn list_recursive(&self) -> Result<Vec<String>, ProviderError> {
-        #[derive(Deserialize)]
-        struct Listing {
-            data: ListingData,
-        }
-        #[derive(Deserialize)]
-        struct ListingData {
-            #[serde(default)]
-            keys: Vec<String>,
-        }
-        let list_method = Method::from_bytes(b"LIST").unwrap_or(Method::GET);
         let mut found = Vec::new();
         let mut folders = vec![(String::new(), 0usize)];
+        let mount = self.mount.as_str();
+        let kv_version = self.version;
         while let Some((folder, depth)) = folders.pop() {
-            let url_path = match self.version {
-                VaultKvVersion::V1 => format!("{}/{folder}", self.mount),
-                VaultKvVersion::V2 => format!("{}/metadata/{folder}", self.mount),
-            };
-            let answer = match self
-                .authed(list_method.clone(), &url_path, "Vault LIST")
-                .await
-            {
-                Ok(answer) => answer,
+            let listing = self
+                .authed("Vault LIST", |client| {
+                    let folder = folder.clone();
+                    async move {
+                        match kv_version {
+                            VaultKvVersion::V1 => vaultrs::kv1::list(&client.0, mount, &folder)
+                                .await
+                                .map(|answer| answer.data.keys),
+                            VaultKvVersion::V2 => {
+                                vaultrs::kv2::list(&client.0, mount, &folder).await
+                            }
+                        }
+                    }
+                })
+                .await;
+            let keys = match listing {
+                Ok(keys) => keys,
                 Err(ProviderError::NotFound { .. }) => continue,
                 Err(error) => return Err(error),
             };
-            let listing: Listing = serde_json::from_slice(&answer).map_err(|e| {
-                ProviderError::Backend(format!("Vault LIST {folder:?}: unexpected answer: {e}"))
-            })?;
-            for entry in listing.data.keys {
+            for entry in keys {
                 let full = format!("{folder}{entry}");
                 if full.ends_with('/') {
                     if depth + 1 < MAX_LIST_DEPTH
@@ -584,26 +606,13 @@ impl VaultKv {
     }
 
     async fn tags_match(&self, path: &str, query: &FindQuery) -> Result<bool, ProviderError> {
-        #[derive(Deserialize)]
-        struct Metadata {
-            data: MetadataData,
-        }
-        #[derive(Deserialize)]
-        struct MetadataData {
-            #[serde(default)]
-            custom_metadata: Option<std::collections::BTreeMap<String, String>>,
-        }
-        let answer = self
-            .authed(
-                Method::GET,
-                &format!("{}/metadata/{path}", self.mount),
-                path,
-            )
+        let mount = self.mount.as_str();
+        let metadata = self
+            .authed(path, |client| async move {
+                vaultrs::kv2::read_metadata(&client.0, mount, path).await
+            })
             .await?;
-        let metadata: Metadata = serde_json::from_slice(&answer).map_err(|e| {
-            ProviderError::Backend(format!("{path}: unexpected metadata answer: {e}"))
-        })?;
-        let custom = metadata.data.custom_metadata.unwrap_or_default();
+        let custom = metadata.custom_metadata.unwrap_or_default();
         Ok(query.tags.iter().all(|(k, v)| custom.get(k) == Some(v)))
     }
 }
@@ -664,64 +673,18 @@ impl Provider for VaultKv {
     }
 }
 
-fn json_body(value: Value) -> Zeroizing<Vec<u8>> {
-    let mut value = value;
-    let bytes = Zeroizing::new(serde_json::to_vec(&value).unwrap_or_default());
-    if let Value::Object(map) = &mut value {
-        for v in map.values_mut() {
-            if let Value::String(s) = v {
-                s.zeroize();
-            }
-        }
-    }
-    bytes
-}
-
-fn parse_auth(answer: &[u8], what: &str) -> Result<AuthBlock, ProviderError> {
-    let parsed: AuthAnswer = serde_json::from_slice(answer)
-        .map_err(|e| ProviderError::Auth(format!("{what}: unexpected answer: {e}")))?;
-    let Some(auth) = parsed.auth else {
-        let why = parsed
-            .data
-            .and_then(|d| d.error)
-            .unwrap_or_else(|| "answer has no auth block".into());
-        return Err(ProviderError::Auth(format!("{what}: {why}")));
-    };
-    if auth.client_token.as_deref().is_none_or(str::is_empty) {
-        return Err(ProviderError::Auth(format!(
-            "{what}: answer has no client token"
-        )));
-    }
-    Ok(auth)
-}
-
-/// The secret's key/value map as JSON bytes.
-fn secret_data(
-    answer: &[u8],
-    version: VaultKvVersion,
-    key: &str,
-) -> Result<SecretValue, ProviderError> {
-    let mut parsed: Value = serde_json::from_slice(answer).map_err(|e| {
-        ProviderError::Backend(format!(
-            "{key}: unexpected answer from Vault (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    let data = match version {
-        VaultKvVersion::V1 => parsed.get("data"),
-        VaultKvVersion::V2 => parsed.get("data").and_then(|d| d.get("data")),
-    };
-    let result = match data {
-        Some(data @ Value::Object(_)) => Ok(SecretValue::new(
-            serde_json::to_vec(data).unwrap_or_default(),
+/// A secret's key/value map as JSON bytes; the parsed answer is wiped.
+fn secret_data(mut data: Value, key: &str) -> Result<SecretValue, ProviderError> {
+    let result = match &data {
+        Value::Object(_) => Ok(SecretValue::new(
+            serde_json::to_vec(&data).unwrap_or_default(),
         )),
         // KV v2 answers `data: null` for a deleted latest version.
         _ => Err(ProviderError::NotFound {
             key: key.to_string(),
         }),
     };
-    scrub(&mut parsed);
+    scrub(&mut data);
     result
 }
 
@@ -734,21 +697,43 @@ fn scrub(value: &mut Value) {
     }
 }
 
-fn status_error(status: StatusCode, body: &[u8], what: &str) -> ProviderError {
-    #[derive(Deserialize, Default)]
-    struct Errors {
-        #[serde(default)]
-        errors: Vec<String>,
-        #[serde(default)]
-        error: Option<String>,
+/// A vaultrs error as sigil's: Vault's own messages and status, or the transport's
+/// cause; never a response body (vaultrs keeps unparsable ones in the error).
+fn client_error(error: vaultrs::error::ClientError, what: &str) -> ProviderError {
+    use rustify::errors::ClientError as Rest;
+    use vaultrs::error::ClientError as Vault;
+    match error {
+        Vault::APIError { code, errors } => status_error(code, &errors, what),
+        Vault::RestClientError { source } => match source {
+            Rest::ServerResponseError { code, .. } => status_error(code, &[], what),
+            Rest::RequestError { source, .. } | Rest::ResponseError { source } => {
+                let cause = match source.downcast_ref::<reqwest::Error>() {
+                    Some(reqwest) => without_url(reqwest),
+                    None => source.to_string(),
+                };
+                ProviderError::Backend(format!("{what}: {cause}"))
+            }
+            Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
+                ProviderError::Backend(format!("{what}: unexpected answer from Vault"))
+            }
+            other => ProviderError::Backend(format!("{what}: {other}")),
+        },
+        Vault::JsonParseError { .. } => {
+            ProviderError::Backend(format!("{what}: unexpected answer from Vault"))
+        }
+        Vault::ResponseEmptyError | Vault::ResponseDataEmptyError => {
+            ProviderError::Backend(format!("{what}: Vault sent an empty answer"))
+        }
+        other => ProviderError::Backend(format!("{what}: {other}")),
     }
-    let parsed: Errors = serde_json::from_slice(body).unwrap_or_default();
-    let mut messages = parsed.errors;
-    messages.extend(parsed.error);
+}
+
+fn status_error(code: u16, messages: &[String], what: &str) -> ProviderError {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
     let detail = if messages.is_empty() {
-        format!("HTTP {}", status.as_u16())
+        format!("HTTP {code}")
     } else {
-        format!("HTTP {}: {}", status.as_u16(), messages.join("; "))
+        format!("HTTP {code}: {}", messages.join("; "))
     };
     match status {
         StatusCode::NOT_FOUND => ProviderError::NotFound {
@@ -893,42 +878,50 @@ mod tests {
     }
 
     #[test]
-    fn data_is_read_from_v1_and_v2_answers() {
-        let v1 = br#"{"data":{"user":"app"},"lease_duration":3600}"#;
-        let value = secret_data(v1, VaultKvVersion::V1, "k").expect("v1");
+    fn data_must_be_an_object() {
+        let value = secret_data(serde_json::json!({"user": "app"}), "k").expect("object");
         assert_eq!(value.expose(), br#"{"user":"app"}"#);
-        let v2 = br#"{"data":{"data":{"user":"app"},"metadata":{"version":3}}}"#;
-        let value = secret_data(v2, VaultKvVersion::V2, "k").expect("v2");
-        assert_eq!(value.expose(), br#"{"user":"app"}"#);
-        let deleted = br#"{"data":{"data":null,"metadata":{"version":3,"deletion_time":"x"}}}"#;
+        // KV v2's answer for a deleted latest version.
         assert!(matches!(
-            secret_data(deleted, VaultKvVersion::V2, "k"),
+            secret_data(Value::Null, "k"),
             Err(ProviderError::NotFound { .. })
         ));
     }
 
     #[test]
     fn errors_carry_vault_messages_and_map_statuses() {
-        let error = status_error(
-            StatusCode::FORBIDDEN,
-            br#"{"errors":["permission denied"]}"#,
+        let error = client_error(
+            vaultrs::error::ClientError::APIError {
+                code: 403,
+                errors: vec!["permission denied".into()],
+            },
             "app/db",
         );
         assert!(matches!(&error, ProviderError::Denied { .. }));
         assert!(error.to_string().contains("permission denied"), "{error}");
-        let error = status_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            br#"{"error":"sealed"}"#,
-            "x",
-        );
+        let error = status_error(503, &["Vault is sealed".into()], "x");
         assert!(error.is_transient() && error.to_string().contains("sealed"));
+        let unparsable = client_error(
+            vaultrs::error::ClientError::RestClientError {
+                source: rustify::errors::ClientError::ResponseParseError {
+                    source: anyhow::anyhow!("invalid type: string \"hunter2\""),
+                    content: Some(r#"{"data":{"password":"hunter2"}}"#.into()),
+                },
+            },
+            "app/db",
+        );
+        assert!(!unparsable.to_string().contains("hunter2"), "{unparsable}");
     }
 
     #[test]
     fn sessions_are_due_at_two_thirds_of_the_ttl() {
         let start = Instant::now();
         let session = Session {
-            token: Some(Arc::new(SecretString::from("t"))),
+            client: Some(Arc::new(
+                kv(VaultKvVersion::V2)
+                    .client(Some(&SecretString::from("t")))
+                    .expect("client"),
+            )),
             obtained: Some(start),
             ttl: Duration::from_secs(30),
             ..Default::default()

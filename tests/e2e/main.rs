@@ -2,6 +2,7 @@
 
 mod chart;
 mod cli_help;
+mod crash_restart;
 mod crds;
 mod decrypt_limit;
 mod examples;
@@ -15,6 +16,7 @@ mod ha;
 mod helm_install;
 mod kubectl;
 mod leader_skew;
+mod lifecycle;
 mod metrics;
 mod scan;
 mod sealed;

@@ -80,7 +80,10 @@ impl OpenBao {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if tls && vault.ca_pem.is_none() {
-                vault.ca_pem = std::fs::read_to_string(vault.dir.path().join("vault-ca.pem")).ok();
+                // The file may be seen half-written: only a whole certificate counts.
+                vault.ca_pem = std::fs::read_to_string(vault.dir.path().join("vault-ca.pem"))
+                    .ok()
+                    .filter(|pem| pem.contains("-----END CERTIFICATE-----"));
                 if let Some(pem) = &vault.ca_pem {
                     let ca = reqwest::Certificate::from_pem(pem.as_bytes()).expect("bao CA");
                     vault.http = crate::support::http::builder()
