@@ -9,6 +9,7 @@ mod examples;
 mod examples_sync;
 mod external_aws;
 mod external_example;
+mod external_ssm;
 mod external_vault;
 mod external_vault_auth;
 mod git;
