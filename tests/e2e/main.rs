@@ -19,6 +19,7 @@ mod kubectl;
 mod leader_skew;
 mod lifecycle;
 mod metrics;
+mod render;
 mod scan;
 mod sealed;
 mod sealed_cli;
