@@ -120,6 +120,20 @@ pub struct SyncSpec {
     /// Decrypt SOPS-encrypted files with the age identities of a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<Decryption>,
+    /// Syncs that must be Ready at their source's latest revision (and so healthy, when they
+    /// wait) before this one applies; a cycle is reported, never waited on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencyRef>,
+}
+
+/// A Sync another one waits for (Flux's `dependsOn[]` entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct DependencyRef {
+    /// Name of the Sync.
+    pub name: String,
+    /// Namespace of the Sync (default: the depending Sync's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// An object whose health a Sync waits for (Flux's `healthChecks[]` entry).

@@ -9,6 +9,7 @@
 //! applied objects are watched ([`heal`]). Runs happen on a new revision, a spec change, the
 //! `sigil.dev/reconcile-requested-at` annotation, and every `spec.interval`.
 
+mod dependencies;
 mod guards;
 pub mod heal;
 mod health_gate;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
@@ -52,6 +53,9 @@ const APPLY_CONCURRENCY: usize = 16;
 /// A label value (the Sync's name is one) is at most 63 characters.
 const MAX_LABEL_VALUE: usize = 63;
 
+/// How soon a Sync waiting for a dependency looks again (besides the watch of Syncs).
+const DEPENDENCY_RETRY: Duration = Duration::from_secs(10);
+
 const RECONCILING: &str = "Reconciling";
 const STALLED: &str = "Stalled";
 
@@ -63,6 +67,8 @@ struct State {
     locks: Arc<Locks>,
     healer: Arc<Healer>,
     renderer: Renderer,
+    /// The controller's cache of every Sync (dependency cycles are found in it).
+    syncs: Store<ManifestSync>,
 }
 
 /// Runs the controller until shutdown.
@@ -72,6 +78,8 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
     let render_metrics = Arc::new(RenderMetrics::default());
     ctx.metrics
         .register(|registry| render_metrics.register(registry));
+    let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
+    let syncs = controller.store();
     let state = Arc::new(State {
         renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
         ctx: ctx.clone(),
@@ -80,23 +88,42 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         schedule: Schedule::default(),
         healer: Healer::new(ctx.clone(), locks.clone()),
         locks,
+        syncs: syncs.clone(),
     });
-    let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
-    let syncs = controller.store();
-    let controller = controller.watches(
-        ctx.watched::<GitSource>(),
-        watcher::Config::default(),
-        move |source| {
-            let namespace = source.namespace();
-            let name = source.name_any();
-            syncs
-                .state()
-                .into_iter()
-                .filter(|s| s.namespace() == namespace && s.spec.source_ref.name == name)
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
-        },
-    );
+    let sources = syncs.clone();
+    let controller = controller
+        .watches(
+            ctx.watched::<GitSource>(),
+            watcher::Config::default(),
+            move |source| {
+                let namespace = source.namespace();
+                let name = source.name_any();
+                sources
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.namespace() == namespace && s.spec.source_ref.name == name)
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A change of a Sync (its Ready condition, its revision) wakes the Syncs depending on it.
+        .watches(
+            ctx.watched::<ManifestSync>(),
+            watcher::Config::default(),
+            move |changed| {
+                let key = format!(
+                    "{}/{}",
+                    changed.namespace().unwrap_or_default(),
+                    changed.name_any()
+                );
+                syncs
+                    .state()
+                    .into_iter()
+                    .filter(|s| dependencies::dependencies_of(s).contains(&key))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        );
     runner::run_retrying_soon(&ctx, CONTROLLER, controller, reconcile, state).await;
 }
 
@@ -209,6 +236,18 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     );
     if let Some(wait) = state.schedule.skip(&key, &trigger, interval) {
         return Ok(Action::requeue(wait));
+    }
+    if let Err(blocked) = dependencies::check(&ctx.client, &state.syncs, &sync).await {
+        let stalled = matches!(blocked, dependencies::Blocked::Cycle(_));
+        let outcome = RunOutcome::failed(blocked.reason(), blocked.message(), stalled);
+        write_status(ctx, &sync, &outcome, None, requested).await?;
+        ctx.metrics
+            .reconciled(CONTROLLER, started.elapsed(), Some(outcome.reason));
+        return Ok(if stalled {
+            Action::await_change()
+        } else {
+            Action::requeue(DEPENDENCY_RETRY.min(interval))
+        });
     }
     let lock = state.locks.get(&key);
     let _guard = lock.lock().await;

@@ -14,28 +14,28 @@ use sigil::api::ManifestSync;
 use crate::support::git_repo::GitRepo;
 use crate::support::gitops::{GitOps, condition, ready};
 
-const NS: &str = "gitops";
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const NS: &str = "gitops";
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-fn source_yaml(url: &str) -> String {
+pub(crate) fn source_yaml(url: &str) -> String {
     format!(
         "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {url}\n  interval: 1s\n"
     )
 }
 
-fn sync_yaml(name: &str, path: &str, extra: &str) -> String {
+pub(crate) fn sync_yaml(name: &str, path: &str, extra: &str) -> String {
     format!(
         "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: {name}\nspec:\n  sourceRef:\n    name: fleet\n  path: {path}\n  interval: 1h\n  prune: true\n{extra}"
     )
 }
 
-fn deployment_yaml(image: &str) -> String {
+pub(crate) fn deployment_yaml(image: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: apps\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"
     )
 }
 
-fn configmap_yaml(name: &str) -> String {
+pub(crate) fn configmap_yaml(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {NS}\ndata:\n  k: v\n"
     )
@@ -72,11 +72,11 @@ async fn write_rollout(ops: &GitOps, done: bool) {
     .expect("write the Deployment status");
 }
 
-fn is_ready(sync: &ManifestSync) -> bool {
+pub(crate) fn is_ready(sync: &ManifestSync) -> bool {
     ready(sync).is_some_and(|(status, _, _)| status == "True")
 }
 
-fn applied_revision(sync: &ManifestSync) -> Option<&str> {
+pub(crate) fn applied_revision(sync: &ManifestSync) -> Option<&str> {
     sync.status.as_ref()?.last_applied_revision.as_deref()
 }
 

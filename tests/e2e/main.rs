@@ -18,6 +18,7 @@ mod helm_install;
 mod kubectl;
 mod leader_skew;
 mod lifecycle;
+mod lifecycle_dependencies;
 mod metrics;
 mod render;
 mod scan;
