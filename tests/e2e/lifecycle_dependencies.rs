@@ -76,8 +76,8 @@ async fn depends_on_applies_custom_resources_after_their_crds_at_the_latest_revi
     );
     assert!(widgets_api.get_opt("one").await.expect("get").is_some());
 
-    // Ready at an older revision is not enough: with the CRDs' Sync suspended, a new commit
-    // waits until that Sync has applied it too.
+    // Ready at an older revision is not enough: with the CRDs' Sync suspended (its Ready is
+    // of the generation before, and of the revision before), a new commit waits for it.
     let syncs: Api<ManifestSync> = Api::namespaced(ops.client(), NS);
     let suspend = |on: bool| {
         let syncs = syncs.clone();
@@ -95,20 +95,20 @@ async fn depends_on_applies_custom_resources_after_their_crds_at_the_latest_revi
     suspend(true).await;
     repo.write("widgets/two.yaml", &widget_yaml("two"));
     let second = format!("main@sha1:{}", repo.commit("a second widget"));
-    let widgets = ops
-        .wait_sync(
-            NS,
-            "widgets",
-            "waiting for the dependency's latest revision",
-            WAIT,
-            blocked("DependencyNotReady", "not yet at its source's latest"),
-        )
-        .await;
-    let (_, _, message) = ready(&widgets).expect("Ready");
-    assert!(
-        message.contains(&format!("Ready at revision {first}")) && message.contains(&second),
-        "{message}"
-    );
+    ops.wait_sync(
+        NS,
+        "widgets",
+        "waiting for the dependency to catch up",
+        WAIT,
+        |s| {
+            blocked("DependencyNotReady", "dependency Sync gitops/crds")(s)
+                && s.status
+                    .as_ref()
+                    .and_then(|st| st.last_attempted_revision.as_deref())
+                    == Some(first.as_str())
+        },
+    )
+    .await;
     assert!(widgets_api.get_opt("two").await.expect("get").is_none());
     suspend(false).await;
     ops.wait_sync(NS, "widgets", "the second revision", WAIT, |s| {
