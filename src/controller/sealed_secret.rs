@@ -824,7 +824,10 @@ mod tests {
             let written: SealedSecretStatus =
                 serde_json::from_value(patch.body["status"].clone()).expect("a status");
             let ready = conditions::find(&written.conditions, READY).expect("Ready");
-            assert_eq!((ready.status.as_str(), ready.reason.as_str()), (status, reason));
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                (status, reason)
+            );
             written
         }
 

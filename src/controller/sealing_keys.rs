@@ -459,7 +459,11 @@ mod tests {
         const SECRETS: &str = "/api/v1/namespaces/sigil-system/secrets";
         const RECIPIENTS: &str = "/api/v1/namespaces/sigil-system/configmaps/sigil-recipients";
 
-        type Ran = (Pass, Result<Option<jiff::Timestamp>, KeyringError>, KeyringHandle);
+        type Ran = (
+            Pass,
+            Result<Option<jiff::Timestamp>, KeyringError>,
+            KeyringHandle,
+        );
 
         fn pass() -> Pass {
             Pass {
@@ -545,14 +549,21 @@ mod tests {
             let (mut api, run) = start(pass());
             list_keys(&mut api, &[]).await;
             let (create, _) = key_created(&mut api).await;
-            create.fail(StatusCode::CONFLICT, "AlreadyExists", "the Secret already exists");
+            create.fail(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                "the Secret already exists",
+            );
             // No update, no apply, no publishing: `finish` fails on any further request.
             let (_, result, handle) = api.finish(run).await;
             match result {
                 Err(KeyringError::Kube(kube::Error::Api(status))) => assert_eq!(status.code, 409),
                 other => panic!("expected the conflict, got {other:?}"),
             }
-            assert!(handle.current().is_none(), "no keyring without its key Secret");
+            assert!(
+                handle.current().is_none(),
+                "no keyring without its key Secret"
+            );
         }
 
         #[tokio::test]

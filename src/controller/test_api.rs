@@ -59,9 +59,8 @@ impl ApiServer {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                panic!("{} {}: body is not JSON: {e}", parts.method, parts.uri)
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{} {}: body is not JSON: {e}", parts.method, parts.uri))
         };
         let query = axum::extract::Query::<BTreeMap<String, String>>::try_from_uri(&parts.uri)
             .map(|q| q.0)
