@@ -13,6 +13,8 @@ mod guards;
 pub mod heal;
 mod health_gate;
 mod history;
+#[cfg(test)]
+mod mocked_api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
