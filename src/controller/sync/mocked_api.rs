@@ -8,15 +8,12 @@ use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
-use super::heal::{Healer, Locks};
 use super::{State, reconcile};
 use crate::api::sync::ManifestSync;
 use crate::controller::Options;
-use crate::controller::schedule::Schedule;
 use crate::controller::status::StatusError;
 use crate::controller::test_api::{self, ApiServer};
 use crate::git::Cache;
-use crate::manifests::Resolver;
 
 const SOURCE: &str = "/apis/sigil.dev/v1alpha1/namespaces/apps/gitsources/repo";
 const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/apps/syncs/site/status";
@@ -40,15 +37,8 @@ fn start(
     tokio::task::JoinHandle<Result<Action, StatusError>>,
 ) {
     let (ctx, api) = test_api::context(Options::default());
-    let locks = Arc::new(Locks::default());
-    let state = Arc::new(State {
-        resolver: Resolver::new(ctx.client.clone()),
-        cache: Arc::new(Cache::temporary()),
-        schedule: Schedule::default(),
-        healer: Healer::new(ctx.clone(), locks.clone()),
-        locks,
-        ctx,
-    });
+    let state = State::new(ctx, Arc::new(Cache::temporary()), Arc::default());
+    let state = Arc::new(state);
     (api, tokio::spawn(reconcile(Arc::new(sync.clone()), state)))
 }
 
