@@ -11,6 +11,7 @@ mod external_aws;
 mod external_example;
 mod external_vault;
 mod external_vault_auth;
+mod faults;
 mod git;
 mod ha;
 mod helm_install;
