@@ -252,8 +252,7 @@ mod mocked_api {
     use serde_json::json;
 
     use super::*;
-    use crate::controller::Options;
-    use crate::controller::test_api::{self, ApiServer};
+    use crate::controller::test_api::{self, ApiServer, Started};
 
     const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/apps/gitsources/repo/status";
 
@@ -272,22 +271,16 @@ mod mocked_api {
         source
     }
 
-    fn start(
-        source: &GitSource,
-    ) -> (
-        ApiServer,
-        tokio::task::JoinHandle<Result<Action, StatusError>>,
-    ) {
-        let (ctx, api) = test_api::context(Options::default());
-        let state = Arc::new(State {
-            ctx,
-            cache: Arc::new(Cache::temporary()),
-            schedule: Schedule::default(),
-        });
-        (
-            api,
-            tokio::spawn(reconcile(Arc::new(source.clone()), state)),
-        )
+    fn start(source: &GitSource) -> Started<Result<Action, StatusError>> {
+        let source = Arc::new(source.clone());
+        test_api::spawn(|ctx| {
+            let state = State {
+                ctx,
+                cache: Arc::new(Cache::temporary()),
+                schedule: Schedule::default(),
+            };
+            reconcile(source, Arc::new(state))
+        })
     }
 
     /// The event, then the status patch with `Ready` False and `reason`; returns the status.

@@ -784,26 +784,27 @@ mod tests {
         use serde_json::json;
 
         use super::*;
-        use crate::controller::Options;
-        use crate::controller::test_api::{self, ApiServer};
+        use crate::controller::test_api::{self, Started};
 
         const SECRET: &str = "/api/v1/namespaces/prod/secrets/db";
         const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/prod/sealedsecrets/db/status";
 
-        /// The controller's state on a mocked API, with the fixture's sealing key loaded.
-        fn state(fixture: &Fixture) -> (Arc<State>, ApiServer) {
-            let (ctx, api) = test_api::context(Options::default());
+        /// Reconciles `object` on a mocked API, with the fixture's sealing key loaded.
+        fn start(fixture: &Fixture, object: &SealedSecret) -> Started<Result<Action, StatusError>> {
             let keys = KeyringHandle::default();
             keys.publish(fixture.keyring.clone());
-            let (store, _) = kube::runtime::reflector::store();
-            let failures = Failures::new(BACKOFF_BASE, BACKOFF_CAP);
-            let state = State {
-                ctx,
-                keys,
-                store,
-                failures,
-            };
-            (Arc::new(state), api)
+            let object = Arc::new(object.clone());
+            test_api::spawn(|ctx| {
+                let (store, _) = kube::runtime::reflector::store();
+                let failures = Failures::new(BACKOFF_BASE, BACKOFF_CAP);
+                let state = State {
+                    ctx,
+                    keys,
+                    store,
+                    failures,
+                };
+                reconcile(object, Arc::new(state))
+            })
         }
 
         fn assert_no_value(what: &str, json: &serde_json::Value) {
@@ -841,8 +842,7 @@ mod tests {
 
         /// A first reconcile: read, apply, status, event. Returns the status it wrote.
         async fn first_reconcile(fixture: &Fixture) -> SealedSecretStatus {
-            let (state, mut api) = state(fixture);
-            let run = tokio::spawn(reconcile(Arc::new(fixture.object.clone()), state));
+            let (mut api, run) = start(fixture, &fixture.object);
             api.expect(Method::GET, SECRET).await.not_found();
             let apply = api.expect_apply(SECRET).await;
             assert_eq!(apply.body["apiVersion"], "v1");
@@ -887,8 +887,7 @@ mod tests {
             let mut fixture = fixture();
             let status = first_reconcile(&fixture).await;
             fixture.object.status = Some(status);
-            let (state, mut api) = state(&fixture);
-            let run = tokio::spawn(reconcile(Arc::new(fixture.object.clone()), state));
+            let (mut api, run) = start(&fixture, &fixture.object);
             let live = serde_json::to_value(applied(&fixture)).expect("JSON");
             api.expect(Method::GET, SECRET).await.ok(&live);
             let action = api.finish(run).await.expect("reconciled");
@@ -899,8 +898,7 @@ mod tests {
         async fn a_value_the_keys_cannot_open_writes_no_secret() {
             let fixture = fixture();
             let sealed_to_another_key = super::fixture().object;
-            let (state, mut api) = state(&fixture);
-            let run = tokio::spawn(reconcile(Arc::new(sealed_to_another_key.clone()), state));
+            let (mut api, run) = start(&fixture, &sealed_to_another_key);
             let patch = api.expect_merge_patch(STATUS).await;
             let written = ready_condition(&patch, "False", reason::DECRYPT_FAILED);
             assert_eq!(written.key_fingerprint, None);
@@ -917,8 +915,7 @@ mod tests {
             let fixture = fixture();
             let mut foreign = applied(&fixture);
             foreign.metadata.owner_references = None;
-            let (state, mut api) = state(&fixture);
-            let run = tokio::spawn(reconcile(Arc::new(fixture.object.clone()), state));
+            let (mut api, run) = start(&fixture, &fixture.object);
             let live = serde_json::to_value(&foreign).expect("JSON");
             api.expect(Method::GET, SECRET).await.ok(&live);
             let patch = api.expect_merge_patch(STATUS).await;

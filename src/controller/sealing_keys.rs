@@ -450,11 +450,9 @@ mod tests {
     mod mocked_api {
         use http::{Method, StatusCode};
         use serde_json::json;
-        use tokio::task::JoinHandle;
 
         use super::*;
-        use crate::controller::Options;
-        use crate::controller::test_api::{self, ApiServer, Call};
+        use crate::controller::test_api::{self, ApiServer, Call, Started};
 
         const SECRETS: &str = "/api/v1/namespaces/sigil-system/secrets";
         const RECIPIENTS: &str = "/api/v1/namespaces/sigil-system/configmaps/sigil-recipients";
@@ -474,14 +472,12 @@ mod tests {
         }
 
         /// Runs one pass on a mocked API; the test answers its requests.
-        fn start(mut pass: Pass) -> (ApiServer, JoinHandle<Ran>) {
-            let (ctx, api) = test_api::context(Options::default());
-            let run = tokio::spawn(async move {
+        fn start(mut pass: Pass) -> Started<Ran> {
+            test_api::spawn(|ctx| async move {
                 let handle = KeyringHandle::default();
                 let result = pass.run(&ctx, &handle).await;
                 (pass, result, handle)
-            });
-            (api, run)
+            })
         }
 
         /// Answers the LIST of key Secrets (selected by their label) with `items`.

@@ -4,6 +4,7 @@
 //! test states the exact requests of a reconcile; no API server (nor its emulator) takes part.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,16 +25,20 @@ pub struct ApiServer {
     handle: Handle<Request<Body>, Response<Body>>,
 }
 
-/// A client whose every request goes to the returned [`ApiServer`].
-pub fn client() -> (kube::Client, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), ApiServer { handle })
-}
+/// The code under test, running, and the API it talks to.
+pub type Started<T> = (ApiServer, JoinHandle<T>);
 
-/// A controller [`Context`] on a mocked client.
-pub fn context(options: Options) -> (Arc<Context>, ApiServer) {
-    let (client, server) = client();
-    (Arc::new(Context::new(client, options)), server)
+/// Runs `code` on a controller [`Context`] (default options) whose client sends every request
+/// to the returned [`ApiServer`].
+pub fn spawn<F>(code: impl FnOnce(Arc<Context>) -> F) -> Started<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let ctx = Arc::new(Context::new(client, Options::default()));
+    (ApiServer { handle }, tokio::spawn(code(ctx)))
 }
 
 /// One request, waiting for its answer.
@@ -92,15 +97,19 @@ impl ApiServer {
         call
     }
 
+    /// The next request, which must be a PATCH of `path` with body type `content_type`.
+    async fn expect_patch(&mut self, path: &str, content_type: &str) -> Call {
+        let call = self.expect(Method::PATCH, path).await;
+        assert_eq!(call.content_type.as_deref(), Some(content_type), "{path}");
+        call
+    }
+
     /// The next request, which must be a server-side apply by field manager `sigil` that forces
     /// conflicts, to `path`.
     pub async fn expect_apply(&mut self, path: &str) -> Call {
-        let call = self.expect(Method::PATCH, path).await;
-        assert_eq!(
-            call.content_type.as_deref(),
-            Some("application/apply-patch+yaml"),
-            "{path}: not a server-side apply"
-        );
+        let call = self
+            .expect_patch(path, "application/apply-patch+yaml")
+            .await;
         call.assert_query("fieldManager", crate::api::FIELD_MANAGER);
         call.assert_query("force", "true");
         call
@@ -108,13 +117,8 @@ impl ApiServer {
 
     /// The next request, which must be a JSON merge patch of `path`.
     pub async fn expect_merge_patch(&mut self, path: &str) -> Call {
-        let call = self.expect(Method::PATCH, path).await;
-        assert_eq!(
-            call.content_type.as_deref(),
-            Some("application/merge-patch+json"),
-            "{path}: not a merge patch"
-        );
-        call
+        self.expect_patch(path, "application/merge-patch+json")
+            .await
     }
 
     /// The next request, which must create an Event in `namespace`; answered with the Event.

@@ -14,10 +14,9 @@ use super::scheduler::{EsKey, Lane, Work};
 use super::status;
 use crate::api::conditions;
 use crate::api::external_secret::ExternalSecret;
-use crate::controller::Options;
 use crate::controller::secret_store::StoreCaches;
 use crate::controller::secret_store::mocked_api::{aws_store, caches, credentials_read};
-use crate::controller::test_api::{self, ApiServer, Call};
+use crate::controller::test_api::{self, ApiServer, Call, Started};
 use crate::providers::{BackendCalls, ClientCache};
 
 const TARGET: &str = "/api/v1/namespaces/team/secrets/db-credentials";
@@ -40,28 +39,24 @@ fn external_secret() -> ExternalSecret {
 }
 
 /// Runs one round of `es` on a mocked API; the test answers its requests.
-fn start(
-    es: &ExternalSecret,
-    caches: StoreCaches,
-) -> (ApiServer, tokio::task::JoinHandle<Vec<Finished>>) {
-    let (ctx, api) = test_api::context(Options::default());
+fn start(es: &ExternalSecret, caches: StoreCaches) -> Started<Vec<Finished>> {
     let (externals, mut writer) = reflector::store();
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(es.clone()));
-    let (secrets, _) = reflector::store();
-    let shared = Arc::new(Shared::new(
-        ctx,
-        DataHmac::from_key(HMAC_KEY.to_vec()),
-        Arc::new(ClientCache::new(BackendCalls::default())),
-        externals,
-        caches,
-        secrets,
-    ));
-    let work = vec![Work {
-        key: EsKey::new("team", "db"),
-        lane: Lane::Fast,
-        force_fresh: false,
-    }];
-    let run = tokio::spawn(async move {
+    test_api::spawn(|ctx| async move {
+        let (secrets, _) = reflector::store();
+        let shared = Arc::new(Shared::new(
+            ctx,
+            DataHmac::from_key(HMAC_KEY.to_vec()),
+            Arc::new(ClientCache::new(BackendCalls::default())),
+            externals,
+            caches,
+            secrets,
+        ));
+        let work = vec![Work {
+            key: EsKey::new("team", "db"),
+            lane: Lane::Fast,
+            force_fresh: false,
+        }];
         let (done, mut finished) = mpsc::unbounded_channel();
         round::run(shared, work, Vec::new(), done).await;
         let mut all = Vec::new();
@@ -69,8 +64,7 @@ fn start(
             all.push(one);
         }
         all
-    });
-    (api, run)
+    })
 }
 
 /// Asserts the status patch's `Ready` condition and answers it.

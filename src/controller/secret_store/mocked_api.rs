@@ -5,8 +5,7 @@ use kube::runtime::{reflector, watcher};
 use serde_json::json;
 
 use super::*;
-use crate::controller::Options;
-use crate::controller::test_api::{self, ApiServer};
+use crate::controller::test_api::{self, ApiServer, Started};
 
 const CREDENTIALS: &str = "/api/v1/namespaces/team/secrets/aws-creds";
 const STORE_STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/team/secretstores/aws/status";
@@ -68,16 +67,11 @@ pub fn caches(stores: Vec<SecretStore>, cluster_stores: Vec<ClusterSecretStore>)
 }
 
 /// Runs one check of `key` on a mocked API.
-fn start(
-    caches: StoreCaches,
-    key: StoreKey,
-) -> (ApiServer, tokio::task::JoinHandle<Option<Checked>>) {
-    let (ctx, api) = test_api::context(Options::default());
-    let run = tokio::spawn(async move {
+fn start(caches: StoreCaches, key: StoreKey) -> Started<Option<Checked>> {
+    test_api::spawn(|ctx| async move {
         let providers = ClientCache::default();
         check(&ctx, &providers, &caches, &key).await
-    });
-    (api, run)
+    })
 }
 
 /// Asserts a status patch: `Ready` False with `reason` for generation 2, and no credential in it.

@@ -10,9 +10,8 @@ use serde_json::json;
 
 use super::{State, reconcile};
 use crate::api::sync::ManifestSync;
-use crate::controller::Options;
 use crate::controller::status::StatusError;
-use crate::controller::test_api::{self, ApiServer};
+use crate::controller::test_api::{self, ApiServer, Started};
 use crate::git::Cache;
 
 const SOURCE: &str = "/apis/sigil.dev/v1alpha1/namespaces/apps/gitsources/repo";
@@ -30,16 +29,12 @@ fn sync(spec: serde_json::Value) -> ManifestSync {
     serde_json::from_value(object).expect("a Sync")
 }
 
-fn start(
-    sync: &ManifestSync,
-) -> (
-    ApiServer,
-    tokio::task::JoinHandle<Result<Action, StatusError>>,
-) {
-    let (ctx, api) = test_api::context(Options::default());
-    let state = State::new(ctx, Arc::new(Cache::temporary()), Arc::default());
-    let state = Arc::new(state);
-    (api, tokio::spawn(reconcile(Arc::new(sync.clone()), state)))
+fn start(sync: &ManifestSync) -> Started<Result<Action, StatusError>> {
+    let sync = Arc::new(sync.clone());
+    test_api::spawn(|ctx| {
+        let state = State::new(ctx, Arc::new(Cache::temporary()), Arc::default());
+        reconcile(sync, Arc::new(state))
+    })
 }
 
 /// The status patch of a failed run, then its Event; returns the patched status.
