@@ -1,5 +1,5 @@
 //! `ExternalSecret`: a Secret whose values come from a secret store
-//! (AWS Secrets Manager, Vault). Same shape as External Secrets Operator's, so
+//! (AWS Secrets Manager or Parameter Store, Vault). Same shape as External Secrets Operator's, so
 //! migrating is a change of `apiVersion`.
 
 use std::collections::BTreeMap;
@@ -163,9 +163,27 @@ pub struct RemoteRef {
     /// A property of a JSON value, dotted for nesting (`db.password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
-    /// A version: AWS version id or stage (`AWSCURRENT`, `AWSPREVIOUS`, `uuid:…`), or a Vault KV v2 version number.
+    /// A version: Secrets Manager version id or stage (`AWSCURRENT`, `AWSPREVIOUS`, `uuid:…`), a
+    /// Parameter Store version number or label, or a Vault KV v2 version number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `Fetch` reads the secret's custom metadata (Vault KV v2) instead of its data,
+    /// so metadata can feed keys and templates; `None` (the default) reads the data.
+    #[serde(
+        default,
+        rename = "metadataPolicy",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metadata_policy: Option<MetadataPolicy>,
+}
+
+/// What a remote ref reads: the data, or the metadata (External Secrets Operator's names).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum MetadataPolicy {
+    None,
+    Fetch,
 }
 
 /// Remote secrets expanded into several keys.
@@ -182,6 +200,11 @@ pub struct ExternalSecretDataFrom {
 /// Secrets to find in the store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FindRef {
+    /// Only secrets below this path: Parameter Store reads the whole tree with
+    /// `GetParametersByPath`, Vault lists the folder recursively; Secrets Manager
+    /// lists names starting with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Secrets whose name matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<FindName>,

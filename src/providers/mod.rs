@@ -1,7 +1,8 @@
 //! Secret backends behind `SecretStore` / `ClusterSecretStore`.
 //!
 //! One trait, [`Provider`], with an implementation per backend: [`aws`] (AWS
-//! Secrets Manager) and [`vault`] (HashiCorp Vault's KV engine). A provider is
+//! Secrets Manager), [`parameter_store`] (AWS SSM Parameter Store) and
+//! [`vault`] (HashiCorp Vault's KV engine). A provider is
 //! a long-lived client: [`cache::ClientCache`] keeps one per store and builds a
 //! new one only when the store's spec or its credential Secrets change.
 //!
@@ -12,6 +13,7 @@ pub mod aws;
 pub mod cache;
 pub mod credentials;
 pub mod metrics;
+pub mod parameter_store;
 pub mod property;
 pub mod vault;
 pub mod web_identity;
@@ -62,6 +64,8 @@ pub struct RemoteKey {
     pub key: String,
     /// AWS version stage or `uuid:<version id>`; Vault KV v2 version number.
     pub version: Option<String>,
+    /// Read the secret's custom metadata instead of its data (ESO's `metadataPolicy: Fetch`).
+    pub metadata: bool,
 }
 
 impl RemoteKey {
@@ -69,6 +73,15 @@ impl RemoteKey {
         Self {
             key: key.into(),
             version,
+            metadata: false,
+        }
+    }
+
+    /// The custom metadata of `key` (a JSON object of strings).
+    pub fn metadata_of(key: impl Into<String>) -> Self {
+        Self {
+            metadata: true,
+            ..Self::new(key, None)
         }
     }
 }
@@ -76,21 +89,26 @@ impl RemoteKey {
 impl fmt::Display for RemoteKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.version {
-            Some(version) => write!(f, "{} (version {version})", self.key),
-            None => f.write_str(&self.key),
+            Some(version) => write!(f, "{} (version {version})", self.key)?,
+            None => f.write_str(&self.key)?,
         }
+        if self.metadata {
+            f.write_str(" (metadata)")?;
+        }
+        Ok(())
     }
 }
 
-/// Secrets to list: by name (a regular expression) and/or exact tags.
+/// Secrets to list: below a path, by name (a regular expression) and/or exact tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FindQuery {
+    pub path: Option<String>,
     pub name_regexp: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
 impl FindQuery {
-    /// `name_regexp` compiled, if set.
+    /// `name_regexp` compiled; a bad pattern is a configuration error naming the field.
     pub fn name_pattern(&self) -> Result<Option<regex::Regex>, ProviderError> {
         self.name_regexp
             .as_deref()
@@ -98,6 +116,25 @@ impl FindQuery {
             .transpose()
             .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))
     }
+}
+
+/// Reads the secrets a `find` listed, batched as the provider can; one deleted
+/// between listing and reading is left out.
+pub async fn read_listed<P: Provider + ?Sized>(
+    provider: &P,
+    names: Vec<String>,
+) -> Result<Vec<(String, SecretValue)>, ProviderError> {
+    let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
+    let values = provider.get_many(&keys).await;
+    names
+        .into_iter()
+        .zip(values)
+        .filter_map(|(name, value)| match value {
+            Ok(value) => Some(Ok((name, value))),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(error) => Some(Err(error)),
+        })
+        .collect()
 }
 
 /// The most secrets one `find` returns; more is almost surely a mistaken pattern.
@@ -145,7 +182,7 @@ impl ProviderError {
 /// A secret backend. Implementations are long-lived and shared: they keep their
 /// HTTP connections and (for Vault) their token between calls.
 pub trait Provider: Send + Sync {
-    /// `aws` or `vault`, for metrics and messages.
+    /// `aws`, `aws-ssm` or `vault`, for metrics and messages.
     fn kind(&self) -> &'static str;
 
     /// How many keys one backend request can read (1 without batching).
@@ -182,18 +219,20 @@ pub trait Provider: Send + Sync {
                     "find matches more than {FIND_LIMIT} secrets; narrow the name or tags"
                 )));
             }
-            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
-            let values = self.get_many(&keys).await;
-            names
-                .into_iter()
-                .zip(values)
-                .filter_map(|(name, value)| match value {
-                    Ok(value) => Some(Ok((name, value))),
-                    // Deleted between listing and reading.
-                    Err(ProviderError::NotFound { .. }) => None,
-                    Err(error) => Some(Err(error)),
-                })
-                .collect()
+            read_listed(self, names).await
+        })
+    }
+
+    /// The custom metadata of a secret, as a JSON object (`metadataPolicy: Fetch`).
+    fn get_metadata<'a>(
+        &'a self,
+        key: &'a RemoteKey,
+    ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Config(format!(
+                "{key}: metadataPolicy Fetch needs a Vault KV v2 store; {} stores keep no custom metadata to read",
+                self.kind()
+            )))
         })
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use zeroize::Zeroizing;
 
 use super::template::Template;
-use crate::api::external_secret::{ExternalSecretSpec, FindRef, RemoteRef};
+use crate::api::external_secret::{ExternalSecretSpec, FindRef, MetadataPolicy, RemoteRef};
 use crate::providers::{FindQuery, ProviderError, RemoteKey, SecretValue, property};
 
 /// Kubernetes' limit on a Secret's total size.
@@ -42,11 +42,15 @@ pub enum BuildError {
 
 /// The key and version to read for a remote ref.
 pub fn remote_key(remote: &RemoteRef) -> RemoteKey {
-    RemoteKey::new(remote.key.clone(), remote.version.clone())
+    RemoteKey {
+        metadata: remote.metadata_policy == Some(MetadataPolicy::Fetch),
+        ..RemoteKey::new(remote.key.clone(), remote.version.clone())
+    }
 }
 
 pub fn find_query(find: &FindRef) -> FindQuery {
     FindQuery {
+        path: find.path.clone(),
         name_regexp: find.name.as_ref().map(|n| n.regexp.clone()),
         tags: find.tags.clone(),
     }
@@ -108,9 +112,14 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
                 )));
             }
             (None, Some(find)) => {
-                if find.name.is_none() && find.tags.is_empty() {
+                if find.path.is_none() && find.name.is_none() && find.tags.is_empty() {
                     return Err(BuildError::Invalid(format!(
-                        "spec.dataFrom[{i}].find: set name.regexp or tags"
+                        "spec.dataFrom[{i}].find: set path, name.regexp or tags"
+                    )));
+                }
+                if find.path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                    return Err(BuildError::Invalid(format!(
+                        "spec.dataFrom[{i}].find.path: must not be empty"
                     )));
                 }
                 if let Some(name) = &find.name {
@@ -310,6 +319,7 @@ mod tests {
                 key: key.into(),
                 property: property.map(str::to_string),
                 version: None,
+                metadata_policy: None,
             },
         }
     }
@@ -366,7 +376,7 @@ mod tests {
             name: Some(FindName {
                 regexp: "^team/".into(),
             }),
-            tags: BTreeMap::new(),
+            ..Default::default()
         };
         let spec = ExternalSecretSpec {
             data_from: vec![ExternalSecretDataFrom {
