@@ -1,5 +1,5 @@
 //! `ExternalSecret`: a Secret whose values come from a secret store
-//! (AWS Secrets Manager, Vault). Same shape as External Secrets Operator's, so
+//! (AWS Secrets Manager or Parameter Store, Vault). Same shape as External Secrets Operator's, so
 //! migrating is a change of `apiVersion`.
 
 use std::collections::BTreeMap;
@@ -163,7 +163,8 @@ pub struct RemoteRef {
     /// A property of a JSON value, dotted for nesting (`db.password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
-    /// A version: AWS version id or stage (`AWSCURRENT`, `AWSPREVIOUS`, `uuid:…`), or a Vault KV v2 version number.
+    /// A version: Secrets Manager version id or stage (`AWSCURRENT`, `AWSPREVIOUS`, `uuid:…`), a
+    /// Parameter Store version number or label, or a Vault KV v2 version number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
@@ -182,6 +183,10 @@ pub struct ExternalSecretDataFrom {
 /// Secrets to find in the store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FindRef {
+    /// Only secrets below this path (a name prefix): Parameter Store reads the
+    /// whole tree with `GetParametersByPath`; Secrets Manager lists names starting with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Secrets whose name matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<FindName>,

@@ -16,7 +16,7 @@ use super::common::{SecretKeySelector, ServiceAccountSelector};
     group = "sigil.dev",
     version = "v1alpha1",
     kind = "SecretStore",
-    doc = "SecretStore is a secret backend (AWS Secrets Manager or Vault) that ExternalSecrets in its own namespace can read.",
+    doc = "SecretStore is a secret backend (AWS Secrets Manager, AWS Parameter Store or Vault) that ExternalSecrets in its own namespace can read.",
     namespaced,
     status = "SecretStoreStatus",
     shortname = "ss",
@@ -96,7 +96,7 @@ pub struct ClusterSecretStoreCondition {
 /// Exactly one backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Provider {
-    /// AWS Secrets Manager.
+    /// AWS Secrets Manager or SSM Parameter Store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsProvider>,
     /// HashiCorp Vault's KV engine.
@@ -104,11 +104,11 @@ pub struct Provider {
     pub vault: Option<VaultProvider>,
 }
 
-/// AWS Secrets Manager.
+/// AWS Secrets Manager or SSM Parameter Store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AwsProvider {
-    /// The AWS service; only `SecretsManager`.
+    /// The AWS service: `SecretsManager` (the default) or `ParameterStore`.
     #[serde(default)]
     pub service: AwsService,
     /// AWS region, e.g. `eu-west-1`.
@@ -127,8 +127,12 @@ pub struct AwsProvider {
 /// The AWS service to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum AwsService {
+    /// AWS Secrets Manager: secrets by name or ARN, versions by stage or id.
     #[default]
     SecretsManager,
+    /// AWS Systems Manager Parameter Store: parameters by name (`/app/db`) or ARN,
+    /// versions by number or label; SecureStrings are decrypted.
+    ParameterStore,
 }
 
 /// AWS credentials.

@@ -5,6 +5,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::render::{
+    CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, RendererKind,
+};
+
 /// Applies the manifests under `path` of a source with server-side apply,
 /// prunes what left Git, and corrects drift.
 // Each printcolumn repeats the same keys, which clippy mistakes for duplicated attributes.
@@ -88,6 +92,34 @@ pub struct SyncSpec {
     /// Refuse a revision that would prune more than this many objects at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_prune: Option<i32>,
+    /// What renders the folder (default: detected — a `kustomization.yaml`, `.yml` or
+    /// `Kustomization` → kustomize; a `Chart.yaml` → helm; else plain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<RendererKind>,
+    /// Kustomize: prefix added to every object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// Kustomize: suffix added to every object's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+    /// Kustomize: labels and annotations added to every object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_metadata: Option<CommonMetadata>,
+    /// Kustomize: patches applied to the folder's objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<KustomizePatch>,
+    /// Kustomize: image overrides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageOverride>,
+    /// Kustomize: components (folders relative to `path`) added to the folder's kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Helm: release name and values of the chart in the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSpec>,
+    /// Decrypt SOPS-encrypted files with the age identities of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<Decryption>,
 }
 
 /// An object whose health a Sync waits for (Flux's `healthChecks[]` entry).

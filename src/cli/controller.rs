@@ -52,6 +52,22 @@ pub struct Args {
     /// Secrets rotating within this window restart a workload once (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub reload_debounce: std::time::Duration,
+    /// The kustomize program: a `kustomize` binary, or `kubectl` (runs `kubectl kustomize`);
+    /// default: `kustomize`, else `kubectl`, on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub kustomize_binary: Option<std::path::PathBuf>,
+    /// The helm program (v3 or v4); default: `helm` on PATH.
+    #[arg(long, value_name = "PATH")]
+    pub helm_binary: Option<std::path::PathBuf>,
+    /// How long one kustomize or helm render may take.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub render_timeout: std::time::Duration,
+    /// Bytes a render may print, at most.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub render_max_output: u64,
+    /// Let kustomize run exec and KRM function plugins (refused by default).
+    #[arg(long)]
+    pub render_allow_plugins: bool,
 }
 
 fn parse_duration(
@@ -105,6 +121,15 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
         external_secret_concurrency: args.external_secret_concurrency,
         store_requests_per_second: args.store_requests_per_second,
         reload_debounce: args.reload_debounce,
+        render: crate::manifests::render::RenderOptions {
+            kustomize: args.kustomize_binary,
+            helm: args.helm_binary,
+            limits: crate::manifests::render::Limits {
+                timeout: args.render_timeout,
+                max_output: args.render_max_output,
+            },
+            allow_plugins: args.render_allow_plugins,
+        },
     };
     crate::operator::run(client, options, shutdown_signal()).await?;
     Ok(())

@@ -13,15 +13,18 @@ use std::time::Duration;
 use kube::api::Api;
 
 use crate::api::sync::ManifestSync;
+use crate::api::sync::SyncSpec;
 use crate::cli::controller::{ControllerCliError, client};
 use crate::git::TreeLimits;
-use crate::manifests::apply::{ApplyOptions, Mode, Outcome, apply_plan};
+use crate::manifests::apply::{Mode, Outcome};
 use crate::manifests::diff::object_diff;
 use crate::manifests::object::describe;
-use crate::manifests::parse::parse_files;
-use crate::manifests::plan::{PlanError, plan};
-use crate::manifests::source::{SourceError, read_local};
-use crate::manifests::{Owner, PlanOptions, Resolver, Target, prune};
+use crate::manifests::pipeline::{self, RollOut};
+use crate::manifests::plan::PlanError;
+use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
+use crate::manifests::render::{RenderError, RenderOptions, Renderer};
+use crate::manifests::source::{SourceError, SourceFile, read_local, read_local_selected};
+use crate::manifests::{Owner, PlanOptions, Resolver, Target};
 
 /// Arguments of `sigil diff`.
 #[derive(Debug, clap::Args)]
@@ -55,6 +58,8 @@ pub enum DiffError {
     Read(#[from] SourceError),
     #[error("the manifests would be refused: {0}")]
     Refused(String),
+    #[error("{path}: {source}")]
+    Render { path: String, source: RenderError },
     #[error("Sync {namespace}/{name}: {source}")]
     Sync {
         namespace: String,
@@ -77,6 +82,15 @@ pub struct Summary {
     pub unchanged: usize,
     pub prune: usize,
     pub skipped: usize,
+}
+
+impl From<RenderError> for DiffError {
+    fn from(source: RenderError) -> Self {
+        Self::Render {
+            path: String::new(),
+            source,
+        }
+    }
 }
 
 impl Summary {
@@ -113,8 +127,7 @@ pub async fn diff(
         name: name.clone(),
     });
     let spec = sync.as_ref().map(|s| s.spec.clone()).unwrap_or_default();
-    let files = read_local(&args.path, TreeLimits::default())?;
-    let (manifests, errors) = parse_files(&files);
+    let files = rendered_files(&client, &spec, &namespace, args).await?;
     let resolver = Resolver::new(client.clone());
     let options = PlanOptions {
         default_namespace: namespace.clone(),
@@ -126,7 +139,7 @@ pub async fn diff(
         allow_plaintext_secrets: spec.allow_plaintext_secrets,
         owner: owner.clone(),
     };
-    let plan = plan(manifests, errors, &resolver, &options)
+    let plan = pipeline::desired(&files, &resolver, &options)
         .await
         .map_err(|e| match e {
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
@@ -137,23 +150,26 @@ pub async fn diff(
         &namespace,
         spec.service_account_name.as_deref(),
     );
-    let report = apply_plan(
-        &target,
-        &resolver,
-        &plan,
-        ApplyOptions {
-            owner: owner.as_ref(),
-            mode: Mode::DryRun,
-            concurrency: 8,
-            crd_timeout: Duration::from_secs(30),
-        },
-    )
-    .await;
-    if !report.failures.is_empty() {
-        return Err(DiffError::Apply(report.failure_message()));
+    let previous = sync
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    let how = RollOut {
+        target: &target,
+        resolver: &resolver,
+        owner: owner.as_ref(),
+        mode: Mode::DryRun,
+        concurrency: 8,
+        crd_timeout: Duration::from_secs(30),
+        prune: spec.prune,
+    };
+    let report = pipeline::roll_out(how, &plan, &previous).await;
+    if !report.apply.failures.is_empty() {
+        return Err(DiffError::Apply(report.apply.failure_message()));
     }
     let mut summary = Summary::default();
-    let mut applied = report.applied;
+    let mut applied = report.apply.applied;
     applied.sort_by_key(|a| plan.objects.iter().position(|d| d.entry == a.entry));
     for object in &applied {
         let location = plan
@@ -188,23 +204,7 @@ pub async fn diff(
             }
         }
     }
-    if let (Some(sync), Some(owner)) = (&sync, &owner)
-        && sync.spec.prune
-    {
-        let previous = sync
-            .status
-            .as_ref()
-            .map(|s| s.inventory.clone())
-            .unwrap_or_default();
-        let pruned = prune::prune(
-            &target,
-            &resolver,
-            &previous,
-            &plan.entries(),
-            owner,
-            Mode::DryRun,
-        )
-        .await;
+    if let Some(pruned) = &report.prune {
         for entry in &pruned.pruned {
             summary.prune += 1;
             writeln!(out, "- {}: would be pruned", describe(entry))?;
@@ -219,6 +219,65 @@ pub async fn diff(
         summary.create, summary.change, summary.unchanged, summary.prune
     )?;
     Ok(summary)
+}
+
+/// The folder's files, rendered as the Sync would render them (Kustomize overlays reach the
+/// rest of the repository: the nearest folder above with a `.git` is its root).
+async fn rendered_files(
+    client: &kube::Client,
+    spec: &SyncSpec,
+    namespace: &str,
+    args: &Args,
+) -> Result<Vec<SourceFile>, DiffError> {
+    let files = read_local(&args.path, TreeLimits::default())?;
+    let shown = args.path.display().to_string();
+    let kind = pipeline::renderer_of(spec, &files, &shown);
+    let render_error = |source| DiffError::Render {
+        path: shown.clone(),
+        source,
+    };
+    let identity = SyncIdentity {
+        namespace,
+        name: args.sync.as_deref().unwrap_or("diff"),
+    };
+    let inputs = render_inputs(client, spec, identity, kind)
+        .await
+        .map_err(render_error)?;
+    if inputs.is_none() {
+        return Ok(files);
+    }
+    let folder = std::fs::canonicalize(&args.path).map_err(|e| SourceError::Io {
+        path: shown.clone(),
+        source: e,
+    })?;
+    let root = folder
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .unwrap_or(&folder)
+        .to_path_buf();
+    let relative = folder
+        .strip_prefix(&root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let read_tree = || async {
+        let prefix = format!("{}/", root.display());
+        let mut tree = read_local_selected(&root, TreeLimits::default(), |_| true)?;
+        for file in &mut tree {
+            file.path = file
+                .path
+                .strip_prefix(&prefix)
+                .unwrap_or(&file.path)
+                .to_string();
+        }
+        Ok::<_, DiffError>(tree)
+    };
+    let renderer = Renderer::new(RenderOptions::default(), Default::default());
+    pipeline::render(&renderer, inputs, files, &relative, None, read_tree)
+        .await
+        .map_err(|e| match e {
+            DiffError::Render { source, .. } => render_error(source),
+            other => other,
+        })
 }
 
 /// Runs `sigil diff`.

@@ -30,6 +30,8 @@ pub struct Options {
     pub store_requests_per_second: u32,
     /// Secret changes within this window restart a workload once.
     pub reload_debounce: Duration,
+    /// The programs and bounds of Kustomize and Helm renders.
+    pub render: crate::manifests::render::RenderOptions,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             external_secret_concurrency: 10,
             store_requests_per_second: 10,
             reload_debounce: Duration::from_secs(10),
+            render: Default::default(),
         }
     }
 }

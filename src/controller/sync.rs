@@ -13,34 +13,34 @@ mod guards;
 pub mod heal;
 mod health_gate;
 mod history;
+mod read;
+mod report;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use self::heal::{Healer, Locks, Tracking};
-use super::git_source::{self, requested_at};
+use self::report::{mark_reconciling, summary, write_status};
+use super::git_source::requested_at;
 use super::schedule::{self, Schedule};
-use super::status::{StatusError, patch_status, publish};
+use super::status::StatusError;
 use super::{Context, runner};
-use crate::api::conditions::{self, ConditionUpdate, set_condition};
 use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
-use crate::git::{Cache, Reference, TreeError, TreeLimits, commit_of_revision};
-use crate::manifests::apply::{ApplyOptions, Counts, Mode, apply_plan};
-use crate::manifests::object::same_object;
-use crate::manifests::parse::parse_files;
-use crate::manifests::plan::{PlanError, plan};
-use crate::manifests::source::{SourceFile, is_manifest_path};
+use crate::git::{Cache, commit_of_revision};
+use crate::manifests::apply::{Counts, Mode};
+use crate::manifests::pipeline::{self, RollOut, RollOutReport};
+use crate::manifests::plan::PlanError;
+use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
+use crate::manifests::render::{RenderError, RenderMetrics, Renderer};
+use crate::manifests::source::SourceFile;
 use crate::manifests::wait::{self, WaitOutcome};
-use crate::manifests::{Owner, PlanOptions, Resolver, Target, prune};
+use crate::manifests::{Desired, Owner, Plan, PlanOptions, Resolver, Target};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "sync";
@@ -62,13 +62,18 @@ struct State {
     schedule: Schedule,
     locks: Arc<Locks>,
     healer: Arc<Healer>,
+    renderer: Renderer,
 }
 
 /// Runs the controller until shutdown.
 pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
     let client = ctx.client.clone();
     let locks = Arc::new(Locks::default());
+    let render_metrics = Arc::new(RenderMetrics::default());
+    ctx.metrics
+        .register(|registry| render_metrics.register(registry));
     let state = Arc::new(State {
+        renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
         ctx: ctx.clone(),
         cache,
         resolver: Resolver::new(client.clone()),
@@ -126,6 +131,39 @@ impl RunOutcome {
     }
 }
 
+/// `spec.interval`, or why the Sync cannot run until its spec changes.
+fn checked_interval(sync: &ManifestSync) -> Result<Duration, Box<RunOutcome>> {
+    let interval =
+        schedule::interval(sync.spec.interval.as_deref(), DEFAULT_INTERVAL).map_err(|err| {
+            RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true)
+        })?;
+    let too_long = |s: Option<String>| s.unwrap_or_default().len() > MAX_LABEL_VALUE;
+    if too_long(Some(sync.name_any())) || too_long(sync.namespace()) {
+        return Err(Box::new(RunOutcome::failed(
+            "InvalidName",
+            format!(
+                "the Sync's name and namespace label every object it applies, so each must be at most {MAX_LABEL_VALUE} characters"
+            ),
+            true,
+        )));
+    }
+    Ok(interval)
+}
+
+fn count_objects(ctx: &Context, outcome: &RunOutcome) {
+    if let Some((counts, pruned)) = &outcome.counts {
+        for (what, count) in [
+            ("created", counts.created),
+            ("configured", counts.configured),
+            ("unchanged", counts.unchanged),
+            ("skipped", counts.skipped),
+            ("pruned", *pruned),
+        ] {
+            ctx.metrics.objects_applied(what, count);
+        }
+    }
+}
+
 async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action, StatusError> {
     let ctx = &state.ctx;
     let namespace = sync.namespace().unwrap_or_default();
@@ -145,27 +183,14 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     }
     let requested = requested_at(&*sync);
     let started = Instant::now();
-    let interval = match schedule::interval(sync.spec.interval.as_deref(), DEFAULT_INTERVAL) {
+    let interval = match checked_interval(&sync) {
         Ok(interval) => interval,
-        Err(err) => {
-            let outcome =
-                RunOutcome::failed("InvalidInterval", format!("spec.interval: {err}"), true);
+        Err(outcome) => {
             write_status(ctx, &sync, &outcome, None, requested).await?;
             return Ok(Action::await_change());
         }
     };
-    if name.len() > MAX_LABEL_VALUE || namespace.len() > MAX_LABEL_VALUE {
-        let outcome = RunOutcome::failed(
-            "InvalidName",
-            format!(
-                "the Sync's name and namespace label every object it applies, so each must be at most {MAX_LABEL_VALUE} characters"
-            ),
-            true,
-        );
-        write_status(ctx, &sync, &outcome, None, requested).await?;
-        return Ok(Action::await_change());
-    }
-    let source = match source_revision(ctx, &sync, &namespace).await {
+    let source = match read::source_revision(ctx, &sync, &namespace).await {
         Ok(found) => found,
         Err(outcome) => {
             write_status(ctx, &sync, &outcome, None, requested).await?;
@@ -194,17 +219,7 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
         mark_reconciling(ctx, &sync, format!("applying revision {revision}")).await?;
     }
     let outcome = run_revision(&state, &sync, &source, &revision, &key).await;
-    if let Some((counts, pruned)) = &outcome.counts {
-        for (what, count) in [
-            ("created", counts.created),
-            ("configured", counts.configured),
-            ("unchanged", counts.unchanged),
-            ("skipped", counts.skipped),
-            ("pruned", *pruned),
-        ] {
-            ctx.metrics.objects_applied(what, count);
-        }
-    }
+    count_objects(ctx, &outcome);
     write_status(
         ctx,
         &sync,
@@ -224,125 +239,6 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     Ok(Action::requeue(next))
 }
 
-/// The Sync's GitSource and its revision, or why there is none yet.
-async fn source_revision(
-    ctx: &Context,
-    sync: &ManifestSync,
-    namespace: &str,
-) -> Result<(GitSource, String), RunOutcome> {
-    let source_ref = &sync.spec.source_ref;
-    if source_ref.kind != "GitSource" {
-        return Err(RunOutcome::failed(
-            "InvalidSourceRef",
-            format!(
-                "spec.sourceRef.kind {:?}: only GitSource is supported",
-                source_ref.kind
-            ),
-            true,
-        ));
-    }
-    let source = Api::<GitSource>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&source_ref.name)
-        .await
-        .map_err(|e| {
-            RunOutcome::failed(
-                "SourceNotFound",
-                format!("GitSource {namespace}/{}: {e}", source_ref.name),
-                false,
-            )
-        })?
-        .ok_or_else(|| {
-            RunOutcome::failed(
-                "SourceNotFound",
-                format!("GitSource {namespace}/{} not found", source_ref.name),
-                false,
-            )
-        })?;
-    let revision = source
-        .status
-        .as_ref()
-        .and_then(|s| s.artifact.as_ref())
-        .map(|a| a.revision.clone());
-    match revision {
-        Some(revision) => Ok((source, revision)),
-        None => {
-            let why = source
-                .status
-                .as_ref()
-                .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-                .map(|c| format!(": {}", c.message))
-                .unwrap_or_default();
-            Err(RunOutcome::failed(
-                "SourceNotReady",
-                format!(
-                    "GitSource {namespace}/{} has no revision yet{why}",
-                    source_ref.name
-                ),
-                false,
-            ))
-        }
-    }
-}
-
-/// The manifest files of the revision, fetching its commit when the cache lacks it (after a
-/// restart, or when the source moved on before this Sync ran).
-async fn read_files(
-    state: &State,
-    source: &GitSource,
-    commit: &str,
-    path: &str,
-) -> Result<Vec<SourceFile>, RunOutcome> {
-    let namespace = source.namespace().unwrap_or_default();
-    let dir = state
-        .cache
-        .repo_dir(&namespace, &source.name_any(), &source.spec.url);
-    let read = || {
-        state.cache.read_folder(
-            dir.clone(),
-            commit.to_string(),
-            path.to_string(),
-            is_manifest_path,
-            TreeLimits::default(),
-        )
-    };
-    let files = match read().await {
-        Err(TreeError::MissingCommit { .. }) => {
-            git_source::fetch(
-                &state.ctx.client,
-                &state.cache,
-                source,
-                Reference::Commit(commit.to_string()),
-            )
-            .await
-            .map_err(|e| {
-                RunOutcome::failed(
-                    "ArtifactFailed",
-                    format!("cannot fetch commit {commit}: {e}"),
-                    false,
-                )
-            })?;
-            read().await
-        }
-        other => other,
-    };
-    files
-        .map(|files| files.into_iter().map(SourceFile::from).collect())
-        .map_err(|err| {
-            let (reason, stalled) = match err {
-                TreeError::PathNotFound { .. } | TreeError::InvalidPath { .. } => {
-                    ("PathNotFound", true)
-                }
-                TreeError::SymlinkEscapes { .. }
-                | TreeError::SymlinkDangling { .. }
-                | TreeError::FileTooLarge { .. }
-                | TreeError::TreeTooLarge { .. }
-                | TreeError::TooManyFiles { .. } => ("ArtifactRefused", true),
-                _ => ("ArtifactFailed", false),
-            };
-            RunOutcome::failed(reason, format!("spec.path: {err}"), stalled)
-        })
-}
-
 async fn run_revision(
     state: &State,
     sync: &ManifestSync,
@@ -359,15 +255,14 @@ async fn run_revision(
         );
     };
     let path = sync.spec.path.clone().unwrap_or_default();
-    let files = match read_files(state, source, commit, &path).await {
+    let files = match files_to_apply(state, sync, source, commit, revision, &path).await {
         Ok(files) => files,
-        Err(outcome) => return outcome,
+        Err(outcome) => return *outcome,
     };
     let owner = Owner {
         namespace: namespace.clone(),
         name: sync.name_any(),
     };
-    let (manifests, parse_errors) = parse_files(&files);
     let options = PlanOptions {
         default_namespace: namespace.clone(),
         target_namespace: sync
@@ -378,18 +273,9 @@ async fn run_revision(
         allow_plaintext_secrets: sync.spec.allow_plaintext_secrets,
         owner: Some(owner.clone()),
     };
-    let plan = match plan(manifests, parse_errors, &state.resolver, &options).await {
+    let plan = match pipeline::desired(&files, &state.resolver, &options).await {
         Ok(plan) => plan,
-        Err(PlanError::Problems(problems)) => {
-            return RunOutcome::failed(
-                problems.reason(),
-                format!("revision {revision} not applied, nothing pruned: {problems}"),
-                true,
-            );
-        }
-        Err(err @ PlanError::Discovery { .. }) => {
-            return RunOutcome::failed("DiscoveryFailed", err.to_string(), false);
-        }
+        Err(err) => return plan_failed(err, revision),
     };
     let previous = sync
         .status
@@ -404,119 +290,42 @@ async fn run_revision(
         &namespace,
         sync.spec.service_account_name.as_deref(),
     );
-    let report = apply_plan(
-        &target,
-        &state.resolver,
-        &plan,
-        ApplyOptions {
-            owner: Some(&owner),
-            mode: Mode::Apply,
-            concurrency: APPLY_CONCURRENCY,
-            crd_timeout: CRD_TIMEOUT,
-        },
-    )
-    .await;
-    let tracking = |objects| Tracking {
-        owner: owner.clone(),
-        reference: sync.object_ref(&()),
-        target: target.clone(),
-        objects,
+    let how = RollOut {
+        target: &target,
+        resolver: &state.resolver,
+        owner: Some(&owner),
+        mode: Mode::Apply,
+        concurrency: APPLY_CONCURRENCY,
+        crd_timeout: CRD_TIMEOUT,
+        prune: sync.spec.prune,
     };
-    let applied_objects = || {
-        report
-            .applied
-            .iter()
-            .filter_map(|a| {
-                plan.objects
-                    .iter()
-                    .find(|d| d.entry == a.entry)
-                    .map(|d| (d.clone(), a.fingerprint))
-            })
-            .collect::<Vec<_>>()
-    };
-    if !report.failures.is_empty() {
-        let mut inventory = previous.clone();
-        for applied in &report.applied {
-            if !inventory.iter().any(|e| same_object(e, &applied.entry)) {
-                inventory.push(applied.entry.clone());
-            }
-        }
-        if sync.spec.self_heal {
-            state.healer.track(key, tracking(applied_objects()), false);
-        }
-        let user = target
-            .user()
-            .map(|u| format!(" (applying as {u})"))
-            .unwrap_or_default();
-        let mut outcome = RunOutcome::failed(
-            report.reason(),
-            format!(
-                "revision {revision}: {} of {} objects failed{user}, nothing pruned: {}",
-                report.failures.len(),
-                plan.objects.len(),
-                report.failure_message()
-            ),
-            false,
-        );
-        outcome.inventory = Some(inventory);
-        return outcome;
-    }
-    let mut inventory = plan.entries();
-    let mut pruned = 0;
-    if sync.spec.prune {
-        let result = prune::prune(
-            &target,
-            &state.resolver,
-            &previous,
-            &inventory,
-            &owner,
-            Mode::Apply,
-        )
-        .await;
-        pruned = result.pruned.len();
-        if !result.failures.is_empty() {
-            let failed: Vec<String> = result
-                .failures
-                .iter()
-                .map(|(e, m)| format!("{}: {m}", crate::manifests::object::describe(e)))
-                .collect();
-            inventory.extend(result.failures.into_iter().map(|(e, _)| e));
-            if sync.spec.self_heal {
-                state.healer.track(key, tracking(applied_objects()), true);
-            }
-            let mut outcome = RunOutcome::failed(
-                "PruneFailed",
-                format!(
-                    "revision {revision} applied, but pruning failed: {}",
-                    failed.join("; ")
-                ),
-                false,
-            );
-            outcome.inventory = Some(inventory);
-            return outcome;
-        }
-    }
+    let report = pipeline::roll_out(how, &plan, &previous).await;
     if sync.spec.self_heal {
-        state.healer.track(key, tracking(applied_objects()), true);
+        let tracking = Tracking {
+            owner: owner.clone(),
+            reference: sync.object_ref(&()),
+            target: target.clone(),
+            objects: applied_objects(&plan, &report),
+        };
+        let complete = report.apply.failures.is_empty();
+        state.healer.track(key, tracking, complete);
+    }
+    let outcome = outcome_of(&report, &plan, &previous, &target, revision);
+    if !outcome.ready {
+        return outcome;
     }
     let (unhealthy, progressed) =
         wait_for_health(state, sync, &target, &plan.entries(), revision).await;
-    if let Some(failed) = unhealthy {
-        let mut outcome = RunOutcome::failed("HealthCheckFailed", failed, false);
-        outcome.inventory = Some(inventory);
-        outcome.progressed = progressed;
-        return outcome;
-    }
-    let counts = report.counts();
-    RunOutcome {
-        ready: true,
-        reason: "ReconciliationSucceeded",
-        message: format!("Applied revision {revision}: {}", summary(&counts, pruned)),
-        stalled: false,
-        applied_revision: Some(revision.to_string()),
-        inventory: Some(inventory),
-        counts: Some((counts, pruned)),
-        progressed,
+    match unhealthy {
+        Some(failed) => RunOutcome {
+            inventory: outcome.inventory,
+            progressed,
+            ..RunOutcome::failed("HealthCheckFailed", failed, false)
+        },
+        None => RunOutcome {
+            progressed,
+            ..outcome
+        },
     }
 }
 
@@ -571,164 +380,142 @@ async fn wait_for_health(
     (unhealthy, progressed)
 }
 
-fn summary(counts: &Counts, pruned: usize) -> String {
-    let mut text = format!(
-        "{} created, {} configured, {} unchanged, {} pruned",
-        counts.created, counts.configured, counts.unchanged, pruned
-    );
-    if counts.skipped > 0 {
-        text.push_str(&format!(
-            ", {} skipped ({}: disabled)",
-            counts.skipped,
-            crate::manifests::RECONCILE_ANNOTATION
-        ));
+/// A failed read of the tree, or a failed render.
+enum RenderFailure {
+    Read(RunOutcome),
+    Render(RenderError),
+}
+
+impl From<RenderError> for RenderFailure {
+    fn from(err: RenderError) -> Self {
+        Self::Render(err)
     }
-    text
 }
 
-fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
-    conditions.retain(|c| c.type_ != type_);
-}
-
-/// `Reconciling=True` while a new revision or spec is being applied (kstatus "in progress").
-async fn mark_reconciling(
-    ctx: &Context,
+/// The folder's files, rendered when the folder is a kustomization or a chart.
+async fn files_to_apply(
+    state: &State,
     sync: &ManifestSync,
-    message: String,
-) -> Result<(), StatusError> {
-    let mut status = sync.status.clone().unwrap_or_default();
-    set_condition(
-        &mut status.conditions,
-        ConditionUpdate {
-            type_: RECONCILING,
-            status: true,
-            reason: "Progressing",
-            message,
-        },
-        sync.metadata.generation,
-        conditions::now(),
-    );
-    patch_status(&ctx.client, sync, &status).await
-}
-
-/// Writes the outcome into the status (only when it changed) and publishes the Event: one per
-/// applied revision (or run that wrote something), one per new failure.
-async fn write_status(
-    ctx: &Context,
-    sync: &ManifestSync,
-    outcome: &RunOutcome,
-    run: Option<(&str, Duration)>,
-    requested: Option<String>,
-) -> Result<(), StatusError> {
-    let old = sync.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    let generation = sync.metadata.generation;
-    let ready = if outcome.ready {
-        ConditionUpdate::ready(outcome.reason, outcome.message.clone())
-    } else {
-        ConditionUpdate::not_ready(outcome.reason, outcome.message.clone())
+    source: &GitSource,
+    commit: &str,
+    revision: &str,
+    path: &str,
+) -> Result<Vec<SourceFile>, Box<RunOutcome>> {
+    let (ctx, cache) = (&state.ctx, &state.cache);
+    let files = read::read_files(ctx, cache, source, commit, path).await?;
+    let kind = pipeline::renderer_of(&sync.spec, &files, path);
+    let namespace = sync.namespace().unwrap_or_default();
+    let name = sync.name_any();
+    let failed = |err: RenderError| {
+        Box::new(RunOutcome::failed(
+            err.reason(),
+            format!(
+                "Sync {namespace}/{name}: path {path:?} ({}): {err}",
+                kind.as_str()
+            ),
+            err.stalled(),
+        ))
     };
-    let changed = set_condition(&mut status.conditions, ready, generation, conditions::now());
-    if outcome.ready {
-        remove_condition(&mut status.conditions, RECONCILING);
-        remove_condition(&mut status.conditions, STALLED);
-    } else if outcome.stalled {
-        remove_condition(&mut status.conditions, RECONCILING);
-        set_condition(
-            &mut status.conditions,
-            ConditionUpdate {
-                type_: STALLED,
-                status: true,
-                reason: outcome.reason,
-                message: outcome.message.clone(),
-            },
-            generation,
-            conditions::now(),
-        );
-    } else {
-        remove_condition(&mut status.conditions, STALLED);
-        set_condition(
-            &mut status.conditions,
-            ConditionUpdate {
-                type_: RECONCILING,
-                status: true,
-                reason: "ProgressingWithRetry",
-                message: format!("retrying: {}", outcome.reason),
-            },
-            generation,
-            conditions::now(),
-        );
-    }
-    if let Some((revision, took)) = run {
-        status.last_attempted_revision = Some(revision.to_string());
-        history::record(
-            &mut status.history,
-            revision,
-            outcome.reason,
-            took,
-            conditions::now(),
-        );
-    }
-    if let Some(applied) = &outcome.applied_revision {
-        status.last_applied_revision = Some(applied.clone());
-    }
-    if let Some(inventory) = &outcome.inventory {
-        let mut inventory = inventory.clone();
-        inventory.sort();
-        status.inventory = inventory;
-    }
-    status.observed_generation = generation;
-    if requested.is_some() {
-        status.last_handled_reconcile_at = requested;
-    }
-    let event = match (&outcome.applied_revision, outcome.counts) {
-        (Some(applied), Some((counts, pruned)))
-            if old.last_applied_revision.as_deref() != Some(applied.as_str())
-                || counts.writes() + pruned > 0 =>
-        {
-            tracing::info!(sync = %format!("{}/{}", sync.namespace().unwrap_or_default(), sync.name_any()), revision = %applied, "{}", summary(&counts, pruned));
-            Some(Event {
-                type_: EventType::Normal,
-                reason: "Applied".to_string(),
-                note: Some(format!("revision {applied}: {}", summary(&counts, pruned))),
-                action: "Apply".to_string(),
-                secondary: None,
-            })
+    let identity = SyncIdentity {
+        namespace: &namespace,
+        name: &name,
+    };
+    let inputs = render_inputs(&ctx.client, &sync.spec, identity, kind)
+        .await
+        .map_err(failed)?;
+    let read_tree = || async {
+        read::read_tree(ctx, cache, source, commit)
+            .await
+            .map_err(RenderFailure::Read)
+    };
+    pipeline::render(
+        &state.renderer,
+        inputs,
+        files,
+        path,
+        Some(revision),
+        read_tree,
+    )
+    .await
+    .map_err(|failure| match failure {
+        RenderFailure::Read(outcome) => Box::new(outcome),
+        RenderFailure::Render(err) => failed(err),
+    })
+}
+
+fn plan_failed(err: PlanError, revision: &str) -> RunOutcome {
+    match err {
+        PlanError::Problems(problems) => RunOutcome::failed(
+            problems.reason(),
+            format!("revision {revision} not applied, nothing pruned: {problems}"),
+            true,
+        ),
+        err @ PlanError::Discovery { .. } => {
+            RunOutcome::failed("DiscoveryFailed", err.to_string(), false)
         }
-        _ if !outcome.ready && changed => Some(Event {
-            type_: EventType::Warning,
-            reason: outcome.reason.to_string(),
-            note: Some(outcome.message.clone()),
-            action: "Apply".to_string(),
-            secondary: None,
-        }),
-        _ => None,
-    };
-    if status != old || outcome.progressed {
-        patch_status(&ctx.client, sync, &status).await?;
     }
-    if let Some(event) = event {
-        publish(ctx, event, &sync.object_ref(&())).await;
-    }
-    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The planned objects that were applied, with the fingerprint self-heal compares against.
+fn applied_objects(plan: &Plan, report: &RollOutReport) -> Vec<(Desired, Option<[u8; 32]>)> {
+    report
+        .apply
+        .applied
+        .iter()
+        .filter_map(|a| {
+            plan.objects
+                .iter()
+                .find(|d| d.entry == a.entry)
+                .map(|d| (d.clone(), a.fingerprint))
+        })
+        .collect()
+}
 
-    #[test]
-    fn summaries_count_everything() {
-        let counts = Counts {
-            created: 1,
-            configured: 2,
-            unchanged: 3,
-            skipped: 1,
-            dry_runs: 0,
-        };
-        assert_eq!(
-            summary(&counts, 4),
-            "1 created, 2 configured, 3 unchanged, 4 pruned, 1 skipped (sigil.dev/reconcile: disabled)"
+fn outcome_of(
+    report: &RollOutReport,
+    plan: &Plan,
+    previous: &[InventoryEntry],
+    target: &Target,
+    revision: &str,
+) -> RunOutcome {
+    let inventory = report.inventory(plan, previous);
+    if !report.apply.failures.is_empty() {
+        let user = target
+            .user()
+            .map(|u| format!(" (applying as {u})"))
+            .unwrap_or_default();
+        let mut outcome = RunOutcome::failed(
+            report.apply.reason(),
+            format!(
+                "revision {revision}: {} of {} objects failed{user}, nothing pruned: {}",
+                report.apply.failures.len(),
+                plan.objects.len(),
+                report.apply.failure_message()
+            ),
+            false,
         );
+        outcome.inventory = Some(inventory);
+        return outcome;
+    }
+    if let Some(failed) = report.prune_failures() {
+        let mut outcome = RunOutcome::failed(
+            "PruneFailed",
+            format!("revision {revision} applied, but pruning failed: {failed}"),
+            false,
+        );
+        outcome.inventory = Some(inventory);
+        return outcome;
+    }
+    let counts = report.apply.counts();
+    let pruned = report.pruned();
+    RunOutcome {
+        ready: true,
+        reason: "ReconciliationSucceeded",
+        message: format!("Applied revision {revision}: {}", summary(&counts, pruned)),
+        stalled: false,
+        applied_revision: Some(revision.to_string()),
+        inventory: Some(inventory),
+        counts: Some((counts, pruned)),
+        progressed: false,
     }
 }

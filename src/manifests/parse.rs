@@ -189,10 +189,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, content: &str) -> SourceFile {
-        SourceFile {
-            path: path.to_string(),
-            content: content.as_bytes().to_vec(),
-        }
+        SourceFile::new(path, content)
     }
 
     #[test]

@@ -14,6 +14,15 @@ pub struct SourceFile {
     pub content: Vec<u8>,
 }
 
+impl SourceFile {
+    pub fn new(path: impl Into<String>, content: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path: path.into(),
+            content: content.into(),
+        }
+    }
+}
+
 impl From<TreeFile> for SourceFile {
     fn from(file: TreeFile) -> Self {
         Self {
@@ -55,6 +64,15 @@ pub enum SourceError {
 
 /// Reads `path`: a single file (whatever its name), or every manifest under a folder.
 pub fn read_local(path: &Path, limits: TreeLimits) -> Result<Vec<SourceFile>, SourceError> {
+    read_local_selected(path, limits, is_manifest_path)
+}
+
+/// Reads `path`: a single file, or every file under a folder whose name `select` accepts.
+pub fn read_local_selected(
+    path: &Path,
+    limits: TreeLimits,
+    select: fn(&str) -> bool,
+) -> Result<Vec<SourceFile>, SourceError> {
     let io = |p: &Path| {
         let shown = p.display().to_string();
         move |source| SourceError::Io {
@@ -67,6 +85,7 @@ pub fn read_local(path: &Path, limits: TreeLimits) -> Result<Vec<SourceFile>, So
         root: std::fs::canonicalize(path).map_err(io(path))?,
         shown_root: path.display().to_string(),
         limits,
+        select,
         files: Vec::new(),
         total: 0,
     };
@@ -83,6 +102,7 @@ struct LocalReader {
     root: PathBuf,
     shown_root: String,
     limits: TreeLimits,
+    select: fn(&str) -> bool,
     files: Vec<SourceFile>,
     total: u64,
 }
@@ -114,7 +134,7 @@ impl LocalReader {
                 let target = std::fs::canonicalize(&path);
                 match target {
                     Ok(target) if target.starts_with(&self.root) => {}
-                    Ok(_) if !is_manifest_path(&name) => continue,
+                    Ok(_) if !(self.select)(&name) => continue,
                     Ok(_) => {
                         return Err(SourceError::SymlinkEscapes {
                             path: path.display().to_string(),
@@ -128,7 +148,7 @@ impl LocalReader {
             let meta = std::fs::metadata(&path).map_err(io)?;
             if meta.is_dir() {
                 self.walk(&path, depth + 1)?;
-            } else if meta.is_file() && is_manifest_path(&name) {
+            } else if meta.is_file() && (self.select)(&name) {
                 self.read(&path)?;
             }
         }

@@ -1,4 +1,5 @@
-//! AWS Secrets Manager.
+//! AWS Secrets Manager, and the SDK configuration and error mapping every AWS
+//! provider shares ([`sdk_config`], [`map_error`]).
 //!
 //! Reads go through `BatchGetSecretValue`, up to [`BATCH_SIZE`] secrets per
 //! request; a key pinned to a version or stage needs `GetSecretValue` (the batch
@@ -57,6 +58,79 @@ impl From<Option<StaticCredentials>> for AwsCredentials {
     }
 }
 
+/// The SDK configuration every AWS service client of a store is built from:
+/// static credentials, web identity, or the SDK's default chain; for the first
+/// and last, `role` is then assumed when set. The endpoint override applies to
+/// STS too (an emulator serves both); service clients apply it themselves.
+pub async fn sdk_config(
+    spec: &AwsProvider,
+    credentials: AwsCredentials,
+) -> Result<aws_config::SdkConfig, ProviderError> {
+    if spec.region.trim().is_empty() {
+        return Err(ProviderError::Config(
+            "spec.provider.aws.region: must not be empty".into(),
+        ));
+    }
+    if let Some(endpoint) = &spec.endpoint {
+        validate_endpoint(endpoint)?;
+    }
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
+        .region(aws_config::Region::new(spec.region.clone()));
+    if let AwsCredentials::Static(creds) = &credentials {
+        loader = loader.credentials_provider(Credentials::new(
+            creds.access_key_id.expose_secret(),
+            creds.secret_access_key.expose_secret(),
+            creds
+                .session_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+            None,
+            "sigil-secret-store",
+        ));
+    }
+    let mut sdk_config = loader.load().await;
+    match (credentials, &spec.role) {
+        (AwsCredentials::WebIdentity { account, token }, Some(role)) => {
+            let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config);
+            if let Some(endpoint) = &spec.endpoint {
+                sts = sts.endpoint_url(endpoint);
+            }
+            let web_identity = WebIdentityCredentials::new(
+                aws_sdk_sts::Client::from_conf(sts.build()),
+                role,
+                &account,
+                token,
+            );
+            // The first exchange here, so a missing ServiceAccount or a refused
+            // role fails the build with its own message.
+            web_identity.credentials().await?;
+            sdk_config = sdk_config
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(web_identity))
+                .build();
+        }
+        (AwsCredentials::WebIdentity { .. }, None) => {
+            return Err(ProviderError::Config(
+                "spec.provider.aws.role: required with auth.jwt (the role the ServiceAccount token is exchanged for)".into(),
+            ));
+        }
+        (_, Some(role)) => {
+            let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("sigil")
+                .configure(&sdk_config)
+                .build()
+                .await;
+            sdk_config = sdk_config
+                .into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(assumed))
+                .build();
+        }
+        (_, None) => {}
+    }
+    Ok(sdk_config)
+}
+
 /// A long-lived Secrets Manager client for one store.
 pub struct AwsSecretsManager {
     client: Client,
@@ -65,77 +139,13 @@ pub struct AwsSecretsManager {
 }
 
 impl AwsSecretsManager {
-    /// Builds the client: static credentials, web identity, or the SDK's default
-    /// chain; for the first and last, `role` is then assumed when set. The
-    /// endpoint override applies to STS too (an emulator serves both).
+    /// Builds the client (see [`sdk_config`]).
     pub async fn new(
         spec: &AwsProvider,
         credentials: impl Into<AwsCredentials>,
         calls: StoreCalls,
     ) -> Result<Self, ProviderError> {
-        if spec.region.trim().is_empty() {
-            return Err(ProviderError::Config(
-                "spec.provider.aws.region: must not be empty".into(),
-            ));
-        }
-        if let Some(endpoint) = &spec.endpoint {
-            validate_endpoint(endpoint)?;
-        }
-        let credentials = credentials.into();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
-            .region(aws_config::Region::new(spec.region.clone()));
-        if let AwsCredentials::Static(creds) = &credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                creds.access_key_id.expose_secret(),
-                creds.secret_access_key.expose_secret(),
-                creds
-                    .session_token
-                    .as_ref()
-                    .map(|t| t.expose_secret().to_string()),
-                None,
-                "sigil-secret-store",
-            ));
-        }
-        let mut sdk_config = loader.load().await;
-        match (credentials, &spec.role) {
-            (AwsCredentials::WebIdentity { account, token }, Some(role)) => {
-                let mut sts = aws_sdk_sts::config::Builder::from(&sdk_config);
-                if let Some(endpoint) = &spec.endpoint {
-                    sts = sts.endpoint_url(endpoint);
-                }
-                let web_identity = WebIdentityCredentials::new(
-                    aws_sdk_sts::Client::from_conf(sts.build()),
-                    role,
-                    &account,
-                    token,
-                );
-                // The first exchange here, so a missing ServiceAccount or a refused
-                // role fails the build with its own message.
-                web_identity.credentials().await?;
-                sdk_config = sdk_config
-                    .into_builder()
-                    .credentials_provider(SharedCredentialsProvider::new(web_identity))
-                    .build();
-            }
-            (AwsCredentials::WebIdentity { .. }, None) => {
-                return Err(ProviderError::Config(
-                    "spec.provider.aws.role: required with auth.jwt (the role the ServiceAccount token is exchanged for)".into(),
-                ));
-            }
-            (_, Some(role)) => {
-                let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
-                    .session_name("sigil")
-                    .configure(&sdk_config)
-                    .build()
-                    .await;
-                sdk_config = sdk_config
-                    .into_builder()
-                    .credentials_provider(SharedCredentialsProvider::new(assumed))
-                    .build();
-            }
-            (_, None) => {}
-        }
+        let sdk_config = sdk_config(spec, credentials.into()).await?;
         let mut config = aws_sdk_secretsmanager::config::Builder::from(&sdk_config);
         if let Some(endpoint) = &spec.endpoint {
             config = config.endpoint_url(endpoint);
@@ -253,6 +263,10 @@ impl AwsSecretsManager {
     async fn list(&self, query: &FindQuery) -> Result<Vec<String>, ProviderError> {
         let pattern = query.name_pattern()?;
         let mut filters = Vec::new();
+        if let Some(path) = &query.path {
+            // A prefix match, case-insensitive: names are checked exactly below.
+            filters.push(filter(FilterNameStringType::Name, path));
+        }
         for (key, value) in &query.tags {
             filters.push(filter(FilterNameStringType::TagKey, key));
             filters.push(filter(FilterNameStringType::TagValue, value));
@@ -279,7 +293,8 @@ impl AwsSecretsManager {
                         .any(|t| t.key() == Some(k.as_str()) && t.value() == Some(v.as_str()))
                 });
                 let name_matches = pattern.as_ref().is_none_or(|p| p.is_match(name));
-                if tags_match && name_matches {
+                let below_path = query.path.as_deref().is_none_or(|p| name.starts_with(p));
+                if tags_match && name_matches && below_path {
                     names.push(name.to_string());
                 }
             }
@@ -318,11 +333,7 @@ impl Provider for AwsSecretsManager {
                 .await
                 .map(|_| ())
                 .map_err(|e| map_error(&e, "ListSecrets"));
-            match self.calls.observe(result) {
-                // The signature was accepted; the policy only forbids listing.
-                Err(ProviderError::Denied { .. }) => Ok(()),
-                other => other,
-            }
+            credentials_accepted(&self.calls, result)
         })
     }
 
@@ -383,7 +394,19 @@ pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
         .build_https()
 }
 
-fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
+/// The outcome of a store check's listing call, counted: a denial still proves
+/// the credentials (the signature was accepted; the policy only forbids listing).
+pub(super) fn credentials_accepted(
+    calls: &StoreCalls,
+    result: Result<(), ProviderError>,
+) -> Result<(), ProviderError> {
+    match calls.observe(result) {
+        Err(ProviderError::Denied { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+pub(super) fn validate_endpoint(endpoint: &str) -> Result<(), ProviderError> {
     let parsed: http::Uri = endpoint.parse().map_err(|e| {
         ProviderError::Config(format!("spec.provider.aws.endpoint: {endpoint:?}: {e}"))
     })?;
@@ -422,7 +445,7 @@ fn value_of(
     }
 }
 
-fn map_error<E>(error: &E, key: &str) -> ProviderError
+pub(super) fn map_error<E>(error: &E, key: &str) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -432,7 +455,7 @@ where
     }
 }
 
-fn map_code(code: Option<&str>, message: &str, key: &str) -> ProviderError {
+pub(super) fn map_code(code: Option<&str>, message: &str, key: &str) -> ProviderError {
     let code = code.unwrap_or("Unknown");
     let detail = if message.is_empty() {
         code.to_string()
@@ -440,13 +463,19 @@ fn map_code(code: Option<&str>, message: &str, key: &str) -> ProviderError {
         format!("{code}: {message}")
     };
     match code {
-        "ResourceNotFoundException" => ProviderError::NotFound {
-            key: key.to_string(),
-        },
-        "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => ProviderError::Denied {
-            key: key.to_string(),
-            message: detail,
-        },
+        // Parameter Store: a missing parameter, or a version or label it does not have.
+        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
+            ProviderError::NotFound {
+                key: key.to_string(),
+            }
+        }
+        // InvalidKeyId: Parameter Store cannot use the SecureString's KMS key.
+        "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" | "InvalidKeyId" => {
+            ProviderError::Denied {
+                key: key.to_string(),
+                message: detail,
+            }
+        }
         "UnrecognizedClientException"
         | "InvalidClientTokenId"
         | "InvalidSignatureException"
@@ -459,12 +488,15 @@ fn map_code(code: Option<&str>, message: &str, key: &str) -> ProviderError {
         | "Throttling"
         | "RequestLimitExceeded"
         | "TooManyRequestsException" => ProviderError::Throttled(detail),
-        "InvalidParameterException" | "InvalidRequestException" | "ValidationException" => {
-            ProviderError::Value {
-                key: key.to_string(),
-                message: detail,
-            }
-        }
+        "InvalidParameterException"
+        | "InvalidRequestException"
+        | "ValidationException"
+        | "InvalidFilterKey"
+        | "InvalidFilterOption"
+        | "InvalidFilterValue" => ProviderError::Value {
+            key: key.to_string(),
+            message: detail,
+        },
         _ => ProviderError::Backend(format!("{key}: {detail}")),
     }
 }

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::aws::AwsSecretsManager;
 use super::credentials::{self, Material, StoreKey};
+use super::parameter_store::AwsParameterStore;
 use super::vault::VaultKv;
 use super::{BackendCalls, Provider, ProviderError};
-use crate::api::secret_store::Provider as ProviderSpec;
+use crate::api::secret_store::{AwsService, Provider as ProviderSpec};
 
 /// How long a built provider is trusted before its credential Secrets are read again.
 pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(30);
@@ -116,11 +117,22 @@ impl ClientCache {
     ) -> Result<Arc<dyn Provider>, ProviderError> {
         let label = key.to_string();
         match (material, &spec.aws, &spec.vault) {
-            (Material::Aws(credentials), Some(aws), _) => Ok(Arc::new(
-                AwsSecretsManager::new(aws, credentials, self.calls.for_store(&label, "aws"))
+            (Material::Aws(credentials), Some(aws), _) => match aws.service {
+                AwsService::SecretsManager => Ok(Arc::new(
+                    AwsSecretsManager::new(aws, credentials, self.calls.for_store(&label, "aws"))
+                        .await
+                        .map_err(|e| in_store(key, e))?,
+                )),
+                AwsService::ParameterStore => Ok(Arc::new(
+                    AwsParameterStore::new(
+                        aws,
+                        credentials,
+                        self.calls.for_store(&label, "aws-ssm"),
+                    )
                     .await
                     .map_err(|e| in_store(key, e))?,
-            )),
+                )),
+            },
             (Material::Vault(login), _, Some(vault)) => {
                 let kv = Arc::new(
                     VaultKv::new(vault, login, self.calls.for_store(&label, "vault"))

@@ -1,7 +1,8 @@
 //! Secret backends behind `SecretStore` / `ClusterSecretStore`.
 //!
 //! One trait, [`Provider`], with an implementation per backend: [`aws`] (AWS
-//! Secrets Manager) and [`vault`] (HashiCorp Vault's KV engine). A provider is
+//! Secrets Manager), [`parameter_store`] (AWS SSM Parameter Store) and
+//! [`vault`] (HashiCorp Vault's KV engine). A provider is
 //! a long-lived client: [`cache::ClientCache`] keeps one per store and builds a
 //! new one only when the store's spec or its credential Secrets change.
 //!
@@ -12,6 +13,7 @@ pub mod aws;
 pub mod cache;
 pub mod credentials;
 pub mod metrics;
+pub mod parameter_store;
 pub mod property;
 pub mod vault;
 pub mod web_identity;
@@ -82,15 +84,16 @@ impl fmt::Display for RemoteKey {
     }
 }
 
-/// Secrets to list: by name (a regular expression) and/or exact tags.
+/// Secrets to list: below a path, by name (a regular expression) and/or exact tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FindQuery {
+    pub path: Option<String>,
     pub name_regexp: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
 impl FindQuery {
-    /// `name_regexp` compiled, if set.
+    /// `name_regexp` compiled; a bad pattern is a configuration error naming the field.
     pub fn name_pattern(&self) -> Result<Option<regex::Regex>, ProviderError> {
         self.name_regexp
             .as_deref()
@@ -98,6 +101,25 @@ impl FindQuery {
             .transpose()
             .map_err(|e| ProviderError::Config(format!("find.name.regexp: {e}")))
     }
+}
+
+/// Reads the secrets a `find` listed, batched as the provider can; one deleted
+/// between listing and reading is left out.
+pub async fn read_listed<P: Provider + ?Sized>(
+    provider: &P,
+    names: Vec<String>,
+) -> Result<Vec<(String, SecretValue)>, ProviderError> {
+    let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
+    let values = provider.get_many(&keys).await;
+    names
+        .into_iter()
+        .zip(values)
+        .filter_map(|(name, value)| match value {
+            Ok(value) => Some(Ok((name, value))),
+            Err(ProviderError::NotFound { .. }) => None,
+            Err(error) => Some(Err(error)),
+        })
+        .collect()
 }
 
 /// The most secrets one `find` returns; more is almost surely a mistaken pattern.
@@ -145,7 +167,7 @@ impl ProviderError {
 /// A secret backend. Implementations are long-lived and shared: they keep their
 /// HTTP connections and (for Vault) their token between calls.
 pub trait Provider: Send + Sync {
-    /// `aws` or `vault`, for metrics and messages.
+    /// `aws`, `aws-ssm` or `vault`, for metrics and messages.
     fn kind(&self) -> &'static str;
 
     /// How many keys one backend request can read (1 without batching).
@@ -182,18 +204,7 @@ pub trait Provider: Send + Sync {
                     "find matches more than {FIND_LIMIT} secrets; narrow the name or tags"
                 )));
             }
-            let keys: Vec<RemoteKey> = names.iter().map(|n| RemoteKey::new(n, None)).collect();
-            let values = self.get_many(&keys).await;
-            names
-                .into_iter()
-                .zip(values)
-                .filter_map(|(name, value)| match value {
-                    Ok(value) => Some(Ok((name, value))),
-                    // Deleted between listing and reading.
-                    Err(ProviderError::NotFound { .. }) => None,
-                    Err(error) => Some(Err(error)),
-                })
-                .collect()
+            read_listed(self, names).await
         })
     }
 

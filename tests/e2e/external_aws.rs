@@ -2,31 +2,17 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
-use sigil::api::secret_store::AwsProvider;
-use sigil::providers::aws::{AwsSecretsManager, BATCH_SIZE, StaticCredentials};
+use sigil::providers::aws::{AwsSecretsManager, BATCH_SIZE};
 use sigil::providers::{BackendCalls, FindQuery, Provider, ProviderError, RemoteKey};
 
 use crate::support::counting_proxy::CountingProxy;
 use crate::support::moto::{self, Moto};
 
-fn spec(endpoint: &str) -> AwsProvider {
-    AwsProvider {
-        region: moto::REGION.into(),
-        endpoint: Some(endpoint.into()),
-        ..Default::default()
-    }
-}
-
 async fn provider(endpoint: &str, calls: &BackendCalls) -> AwsSecretsManager {
     sigil::tls::install_crypto_provider();
     AwsSecretsManager::new(
-        &spec(endpoint),
-        Some(StaticCredentials {
-            access_key_id: SecretString::from(moto::ACCESS_KEY_ID),
-            secret_access_key: SecretString::from(moto::SECRET_ACCESS_KEY),
-            session_token: None,
-        }),
+        &moto::store_spec(endpoint),
+        moto::static_credentials(),
         calls.for_store("SecretStore/test/aws", "aws"),
     )
     .await
@@ -88,7 +74,10 @@ async fn provider_batches_reads_by_twenty_and_maps_results_back() {
         proxy.counts()
     );
     assert_eq!(proxy.count("GetSecretValue"), 0, "{:?}", proxy.counts());
-    assert_eq!(proxy.batch_times().len() as u64, expected_batches);
+    assert_eq!(
+        proxy.times("BatchGetSecretValue").len() as u64,
+        expected_batches
+    );
     assert_eq!(
         calls.count("SecretStore/test/aws", "aws", "success"),
         expected_batches
@@ -189,6 +178,7 @@ async fn provider_finds_by_name_and_tags() {
         .find(&FindQuery {
             name_regexp: Some("db$".into()),
             tags: [("team".to_string(), "b".to_string())].into(),
+            ..Default::default()
         })
         .await
         .expect("find by both");
@@ -235,7 +225,7 @@ async fn provider_reports_outages_as_transient_and_recovers() {
 
 // ---- The controller, in the embedded API server ----
 
-mod controller {
+pub(crate) mod controller {
     use std::time::{Duration, Instant};
 
     use kube::ResourceExt;
@@ -244,8 +234,20 @@ mod controller {
     use crate::support::external::{self, Env, ready_reason, wait_for};
     use crate::support::moto::{self, Moto};
 
-    /// Credentials in the controller's namespace and a ClusterSecretStore for `endpoint`.
+    /// Credentials in the controller's namespace and a Secrets Manager ClusterSecretStore for `endpoint`.
     pub async fn cluster_store(env: &Env, name: &str, endpoint: &str, conditions: &str) {
+        cluster_store_for(env, name, "SecretsManager", endpoint, conditions).await;
+    }
+
+    /// Credentials in the controller's namespace and a ClusterSecretStore for
+    /// the AWS `service` (`SecretsManager`, `ParameterStore`) at `endpoint`.
+    pub async fn cluster_store_for(
+        env: &Env,
+        name: &str,
+        service: &str,
+        endpoint: &str,
+        conditions: &str,
+    ) {
         env.secret(
             external::CONTROLLER_NAMESPACE,
             "aws-credentials",
@@ -264,7 +266,7 @@ metadata:
 spec:
   provider:
     aws:
-      service: SecretsManager
+      service: {service}
       region: {region}
       endpoint: {endpoint}
       auth:
@@ -532,23 +534,8 @@ spec:
         tokio::time::sleep(INTERVAL * 3).await;
         let batches = proxy.count("BatchGetSecretValue") - before;
         let singles = proxy.count("GetSecretValue");
-        let times: Vec<Instant> = proxy
-            .batch_times()
-            .into_iter()
-            .filter(|t| *t >= window_start)
-            .collect();
         // A round is a burst of requests; rounds are an interval apart.
-        let mut rounds: Vec<usize> = Vec::new();
-        let mut last: Option<Instant> = None;
-        for t in &times {
-            match last {
-                Some(previous) if t.duration_since(previous) < Duration::from_secs(3) => {
-                    *rounds.last_mut().expect("a round") += 1;
-                }
-                _ => rounds.push(1),
-            }
-            last = Some(*t);
-        }
+        let rounds = proxy.rounds("BatchGetSecretValue", window_start, Duration::from_secs(3));
         eprintln!(
             "1,000 ExternalSecrets over 100 AWS secrets: created in {created:?}, all Ready after {materialized:?} \
              with {initial_batches} BatchGetSecretValue calls; steady state over 3 intervals: {batches} calls \

@@ -1,6 +1,7 @@
-//! Runs the walk-throughs of examples/external-secret-aws/README.md (against
-//! moto_server) and examples/external-secret-vault/README.md (against
-//! OpenBao) in the embedded cluster with a live controller, as a user would.
+//! Runs the walk-throughs of examples/external-secret-aws/README.md (Secrets
+//! Manager and Parameter Store, against moto_server) and
+//! examples/external-secret-vault/README.md (against OpenBao) in the embedded
+//! cluster with a live controller, as a user would.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,6 +76,15 @@ fn aws_walk_through_runs() {
         "the Deployment was restarted:\n{stdout}"
     );
     assert!(stdout.contains("SecretSynced"), "{stdout}");
+    assert!(
+        stdout.contains("api-key currency shop_prod_flags_checkout shop_prod_flags_search_fuzzy"),
+        "the Parameter Store Secret's keys:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("\nEUR\n"),
+        "a JSON property of a parameter:\n{stdout}"
+    );
+    assert!(stdout.contains("api key rotated: yes"), "{stdout}");
     let metrics = bed.block_on(async {
         crate::support::http::get(format!("{}/metrics", bed.http_url()))
             .await
@@ -88,10 +98,19 @@ fn aws_walk_through_runs() {
         "{metrics}"
     );
     assert!(
+        metrics.contains(r#"sigil_backend_calls_total{store="ClusterSecretStore/aws-ssm",provider="aws-ssm",outcome="success"}"#),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(r#"sigil_reconciles_total{controller="externalsecret"}"#),
         "{metrics}"
     );
-    bed.assert_no_plaintext(&[b"correct-horse", b"battery-staple"]);
+    bed.assert_no_plaintext(&[
+        b"correct-horse",
+        b"battery-staple",
+        b"tr0ub4dor-ssm",
+        b"c0rrect-ssm",
+    ]);
 }
 
 #[test]

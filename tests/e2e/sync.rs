@@ -244,7 +244,7 @@ async fn applies_heals_and_prunes() {
     );
 }
 
-async fn request_reconcile<K>(ops: &GitOps, name: &str, value: &str)
+pub(crate) async fn request_reconcile<K>(ops: &GitOps, name: &str, value: &str)
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone

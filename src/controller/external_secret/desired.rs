@@ -47,6 +47,7 @@ pub fn remote_key(remote: &RemoteRef) -> RemoteKey {
 
 pub fn find_query(find: &FindRef) -> FindQuery {
     FindQuery {
+        path: find.path.clone(),
         name_regexp: find.name.as_ref().map(|n| n.regexp.clone()),
         tags: find.tags.clone(),
     }
@@ -108,9 +109,14 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
                 )));
             }
             (None, Some(find)) => {
-                if find.name.is_none() && find.tags.is_empty() {
+                if find.path.is_none() && find.name.is_none() && find.tags.is_empty() {
                     return Err(BuildError::Invalid(format!(
-                        "spec.dataFrom[{i}].find: set name.regexp or tags"
+                        "spec.dataFrom[{i}].find: set path, name.regexp or tags"
+                    )));
+                }
+                if find.path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+                    return Err(BuildError::Invalid(format!(
+                        "spec.dataFrom[{i}].find.path: must not be empty"
                     )));
                 }
                 if let Some(name) = &find.name {
@@ -366,7 +372,7 @@ mod tests {
             name: Some(FindName {
                 regexp: "^team/".into(),
             }),
-            tags: BTreeMap::new(),
+            ..Default::default()
         };
         let spec = ExternalSecretSpec {
             data_from: vec![ExternalSecretDataFrom {

@@ -1,5 +1,5 @@
 //! An HTTP proxy that counts requests on their way to a test server (moto,
-//! OpenBao) and can play an outage.
+//! OpenBao) and can play an outage or a policy denying an action.
 //!
 //! Requests are counted per AWS action (the `X-Amz-Target` header, e.g.
 //! `BatchGetSecretValue`, or the `Action` of a form-encoded query-protocol
@@ -11,14 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 struct ProxyState {
     counts: Mutex<BTreeMap<String, u64>>,
-    /// When each BatchGetSecretValue arrived, to split calls into rounds.
-    batch_times: Mutex<Vec<Instant>>,
+    /// When each request arrived, per action, to split calls into rounds.
+    times: Mutex<BTreeMap<String, Vec<Instant>>>,
     down: AtomicBool,
+    /// Actions answered with AccessDeniedException, as a policy without them would.
+    denied: Mutex<BTreeSet<String>>,
     /// Access key ids (from SigV4 `Authorization`) per action.
     signers: Mutex<BTreeMap<String, BTreeSet<String>>>,
     /// Form fields of query-protocol requests, per action, in arrival order.
@@ -74,9 +76,39 @@ impl CountingProxy {
         self.state.counts.lock().expect("counts").clone()
     }
 
-    /// Arrival times of BatchGetSecretValue requests.
-    pub fn batch_times(&self) -> Vec<Instant> {
-        self.state.batch_times.lock().expect("times").clone()
+    /// Arrival times of the requests for `action`.
+    pub fn times(&self, action: &str) -> Vec<Instant> {
+        self.state
+            .times
+            .lock()
+            .expect("times")
+            .get(action)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Requests for `action` since `since`, grouped into rounds: bursts whose
+    /// requests arrive less than `gap` apart. The count of each round, in order.
+    pub fn rounds(&self, action: &str, since: Instant, gap: Duration) -> Vec<usize> {
+        let mut rounds: Vec<usize> = Vec::new();
+        let mut last: Option<Instant> = None;
+        for t in self.times(action).into_iter().filter(|t| *t >= since) {
+            match (last, rounds.last_mut()) {
+                (Some(previous), Some(round)) if t.duration_since(previous) < gap => *round += 1,
+                _ => rounds.push(1),
+            }
+            last = Some(t);
+        }
+        rounds
+    }
+
+    /// Answers every request for `action` with AccessDeniedException from now on.
+    pub fn deny(&self, action: &str) {
+        self.state
+            .denied
+            .lock()
+            .expect("denied")
+            .insert(action.to_string());
     }
 
     /// The access key ids that signed requests for `action`.
@@ -167,12 +199,22 @@ async fn forward(
         .expect("counts")
         .entry(action.clone())
         .or_default() += 1;
-    if action == "BatchGetSecretValue" {
-        state
-            .batch_times
-            .lock()
-            .expect("times")
-            .push(Instant::now());
+    state
+        .times
+        .lock()
+        .expect("times")
+        .entry(action.clone())
+        .or_default()
+        .push(Instant::now());
+    if state.denied.lock().expect("denied").contains(&action) {
+        return (
+            http::StatusCode::BAD_REQUEST,
+            [("content-type", "application/x-amz-json-1.1")],
+            format!(
+                r#"{{"__type":"AccessDeniedException","message":"not authorized to perform {action}"}}"#
+            ),
+        )
+            .into_response();
     }
     if state.down.load(Ordering::SeqCst) {
         return (

@@ -11,7 +11,7 @@ use sigil::api::sync::ManifestSync;
 use sigil::controller::Options;
 use tokio_util::sync::CancellationToken;
 
-use super::dev::{Cluster, start_with};
+use super::dev::{Cluster, start_with as start_cluster};
 use kube_devserver::testing::poll;
 
 /// Namespace of the controller (keys, recipients).
@@ -41,19 +41,25 @@ fn free_port() -> SocketAddr {
 
 impl GitOps {
     pub async fn start() -> Self {
-        let cluster = start_with(kube_devserver::DevOptions {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the default options as `configure` changes them.
+    pub async fn start_with(configure: impl FnOnce(&mut Options)) -> Self {
+        let cluster = start_cluster(kube_devserver::DevOptions {
             install_crds: sigil::api::crds(),
             ..Default::default()
         })
         .await;
         cluster.namespace(CONTROLLER_NAMESPACE).await;
         let http = free_port();
-        let options = Options {
+        let mut options = Options {
             namespace: CONTROLLER_NAMESPACE.to_string(),
             http_listen: http,
             concurrency: 4,
             ..Options::default()
         };
+        configure(&mut options);
         let stop = CancellationToken::new();
         let token = stop.clone();
         let controller = tokio::spawn(sigil::operator::run(

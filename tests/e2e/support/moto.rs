@@ -1,5 +1,5 @@
-//! `moto_server` (AWS emulator) for the AWS Secrets Manager tests, and a
-//! counting proxy in front of it.
+//! `moto_server` (AWS emulator) for the AWS Secrets Manager and Parameter
+//! Store tests, and a counting proxy in front of it.
 //!
 //! [`Moto::start`] runs `moto_server -H 127.0.0.1 -p PORT` on a free port, waits
 //! until it answers (bounded), and kills it by pid when dropped.
@@ -20,6 +20,24 @@ pub const REGION: &str = "us-east-1";
 /// Dummy credentials moto accepts.
 pub const ACCESS_KEY_ID: &str = "testing";
 pub const SECRET_ACCESS_KEY: &str = "testing";
+
+/// A store's `provider.aws` for moto at `endpoint` (Secrets Manager unless `service` is changed).
+pub fn store_spec(endpoint: &str) -> sigil::api::secret_store::AwsProvider {
+    sigil::api::secret_store::AwsProvider {
+        region: REGION.into(),
+        endpoint: Some(endpoint.into()),
+        ..Default::default()
+    }
+}
+
+/// The dummy credentials, as a store's credential Secrets would give them.
+pub fn static_credentials() -> Option<sigil::providers::aws::StaticCredentials> {
+    Some(sigil::providers::aws::StaticCredentials {
+        access_key_id: secrecy::SecretString::from(ACCESS_KEY_ID),
+        secret_access_key: secrecy::SecretString::from(SECRET_ACCESS_KEY),
+        session_token: None,
+    })
+}
 
 /// A running moto_server.
 pub struct Moto {
@@ -66,6 +84,11 @@ impl Moto {
     pub async fn client(&self) -> Client {
         client_for(&self.endpoint).await
     }
+
+    /// An SSM client for seeding and rotating parameters.
+    pub async fn ssm(&self) -> aws_sdk_ssm::Client {
+        ssm_for(&self.endpoint).await
+    }
 }
 
 impl Drop for Moto {
@@ -75,9 +98,9 @@ impl Drop for Moto {
     }
 }
 
-/// A Secrets Manager client with the dummy credentials, against `endpoint`.
-pub async fn client_for(endpoint: &str) -> Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The SDK configuration with the dummy credentials, against `endpoint`.
+async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(sigil::providers::aws::https_client())
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_credential_types::Credentials::new(
@@ -89,8 +112,48 @@ pub async fn client_for(endpoint: &str) -> Client {
         ))
         .endpoint_url(endpoint)
         .load()
-        .await;
-    Client::new(&config)
+        .await
+}
+
+/// A Secrets Manager client with the dummy credentials, against `endpoint`.
+pub async fn client_for(endpoint: &str) -> Client {
+    Client::new(&sdk_config(endpoint).await)
+}
+
+/// An SSM (Parameter Store) client with the dummy credentials, against `endpoint`.
+pub async fn ssm_for(endpoint: &str) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(&sdk_config(endpoint).await)
+}
+
+/// Writes a parameter (`String`, `StringList` or `SecureString`), overwriting
+/// (a new version) when it exists, optionally tagged (only on creation: AWS refuses both).
+pub async fn put_parameter(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+    value: &str,
+    kind: aws_sdk_ssm::types::ParameterType,
+    tags: &[(&str, &str)],
+) {
+    let tags: Vec<aws_sdk_ssm::types::Tag> = tags
+        .iter()
+        .map(|(k, v)| {
+            aws_sdk_ssm::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build()
+                .expect("tag")
+        })
+        .collect();
+    client
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .set_overwrite(tags.is_empty().then_some(true))
+        .set_tags((!tags.is_empty()).then_some(tags))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put parameter {name}: {e:?}"));
 }
 
 /// Creates a string secret, optionally tagged.
@@ -131,8 +194,8 @@ pub async fn put(client: &Client, name: &str, value: &str) {
         .unwrap_or_else(|e| panic!("put secret {name}: {e:?}"));
 }
 
-/// An `aws` stand-in for the two Secrets Manager calls of the walk-through,
-/// forwarded to `AWS_ENDPOINT_URL` with boto3 (installed with moto).
+/// An `aws` stand-in for the Secrets Manager and Parameter Store calls of the
+/// walk-through, forwarded to `AWS_ENDPOINT_URL` with boto3 (installed with moto).
 pub fn aws_stand_in(bin: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let moto_server = std::fs::canonicalize(tool("moto_server")).expect("moto_server path");
@@ -142,17 +205,26 @@ pub fn aws_stand_in(bin: &Path) -> PathBuf {
 import os, sys
 import boto3
 args = sys.argv[1:]
-if len(args) < 2 or args[0] != "secretsmanager":
-    sys.exit("this stand-in only knows: aws secretsmanager create-secret|put-secret-value")
-options = dict(zip(args[2::2], args[3::2]))
-client = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+known = {{"secretsmanager": ["create-secret", "put-secret-value"], "ssm": ["put-parameter"]}}
+if len(args) < 2 or args[1] not in known.get(args[0], []):
+    sys.exit("this stand-in only knows: aws secretsmanager create-secret|put-secret-value, aws ssm put-parameter")
+flags = {{"--overwrite"}}
+options, rest = {{}}, args[2:]
+while rest:
+    if rest[0] in flags:
+        options[rest.pop(0)] = True
+    else:
+        options[rest[0]] = rest[1]
+        rest = rest[2:]
+client = boto3.client(args[0], endpoint_url=os.environ["AWS_ENDPOINT_URL"],
                       region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
 if args[1] == "create-secret":
     client.create_secret(Name=options["--name"], SecretString=options["--secret-string"])
 elif args[1] == "put-secret-value":
     client.put_secret_value(SecretId=options["--secret-id"], SecretString=options["--secret-string"])
 else:
-    sys.exit("unsupported: " + args[1])
+    client.put_parameter(Name=options["--name"], Value=options["--value"], Type=options["--type"],
+                         Overwrite=options.get("--overwrite", False))
 "#,
         python = python.display()
     );

@@ -1,0 +1,168 @@
+//! The stages a Sync (and `sigil diff`) runs on a revision's files: render ([`render`]), parse
+//! and plan ([`desired`]), then apply and — only after a fully successful apply — prune ([`roll_out`]).
+//! Reading the files and rendering them come before; what a caller does with the result
+//! (status, events, a printed diff) comes after.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::apply::{ApplyOptions, ApplyReport, Mode, apply_plan};
+use super::client::Target;
+use super::discovery::Resolver;
+use super::object::{Owner, describe, same_object};
+use super::parse::parse_files;
+use super::plan::{Plan, PlanError, PlanOptions, plan};
+use super::prune::{PruneReport, prune};
+use super::render::{self, RenderError, RenderInputs, Renderer};
+use super::source::SourceFile;
+use crate::api::render::RendererKind;
+use crate::api::sync::{InventoryEntry, SyncSpec};
+
+/// Which renderer a folder uses: the spec's, else detected from the folder's files.
+pub fn renderer_of(spec: &SyncSpec, files: &[SourceFile], folder: &str) -> RendererKind {
+    spec.renderer
+        .unwrap_or_else(|| render::detect(render::top_level_names(files, folder)))
+}
+
+/// The files to parse: the folder's own (plain), or the renderer's output — from the cache
+/// when `revision` was rendered with the same inputs before, else by running the renderer on
+/// the whole tree `read_tree` gives (repository-relative paths).
+pub async fn render<F, Fut, E>(
+    renderer: &Renderer,
+    inputs: Option<RenderInputs>,
+    files: Vec<SourceFile>,
+    folder: &str,
+    revision: Option<&str>,
+    read_tree: F,
+) -> Result<Vec<SourceFile>, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Vec<SourceFile>, E>>,
+    E: From<RenderError>,
+{
+    let Some(inputs) = inputs else {
+        return Ok(files);
+    };
+    let kind = inputs.renderer();
+    let key = revision.map(|r| inputs.key(r, folder));
+    let shown = format!("{} ({} output)", folder_name(folder), kind.as_str());
+    let output = match key.as_ref().and_then(|k| renderer.cached(k, kind)) {
+        Some(output) => output,
+        None => {
+            let tree = read_tree().await?;
+            renderer.render(&tree, folder, &inputs, key).await?
+        }
+    };
+    Ok(vec![SourceFile {
+        path: shown,
+        content: output.to_vec(),
+    }])
+}
+
+fn folder_name(folder: &str) -> &str {
+    match folder.trim_matches('/') {
+        "" => ".",
+        name => name,
+    }
+}
+
+/// Parses every file and validates every document (all before anything is applied).
+pub async fn desired(
+    files: &[SourceFile],
+    resolver: &Resolver,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let (manifests, parse_errors) = parse_files(files);
+    plan(manifests, parse_errors, resolver, options).await
+}
+
+/// How a plan is rolled out.
+#[derive(Clone, Copy)]
+pub struct RollOut<'a> {
+    pub target: &'a Target,
+    pub resolver: &'a Resolver,
+    pub owner: Option<&'a Owner>,
+    pub mode: Mode,
+    /// Objects applied at once within a stage.
+    pub concurrency: usize,
+    /// How long to wait for new CRDs to be Established.
+    pub crd_timeout: Duration,
+    /// Delete (or list, in a dry run) what the previous inventory has and the plan has not.
+    pub prune: bool,
+}
+
+/// What a roll-out did.
+pub struct RollOutReport {
+    pub apply: ApplyReport,
+    /// None when prune was off, had no owner, or the apply failed (nothing is pruned then).
+    pub prune: Option<PruneReport>,
+}
+
+impl RollOutReport {
+    /// The inventory after the roll-out: after a failed apply the previous one plus what was
+    /// applied; otherwise the plan's objects plus those whose deletion failed.
+    pub fn inventory(&self, plan: &Plan, previous: &[InventoryEntry]) -> Vec<InventoryEntry> {
+        if !self.apply.failures.is_empty() {
+            let mut inventory = previous.to_vec();
+            for applied in &self.apply.applied {
+                if !inventory.iter().any(|e| same_object(e, &applied.entry)) {
+                    inventory.push(applied.entry.clone());
+                }
+            }
+            return inventory;
+        }
+        let mut inventory = plan.entries();
+        if let Some(pruned) = &self.prune {
+            inventory.extend(pruned.failures.iter().map(|(e, _)| e.clone()));
+        }
+        inventory
+    }
+
+    /// How many objects were pruned.
+    pub fn pruned(&self) -> usize {
+        self.prune.as_ref().map_or(0, |p| p.pruned.len())
+    }
+
+    /// The failed deletions, one `Kind/name: why` each, joined; None when there were none.
+    pub fn prune_failures(&self) -> Option<String> {
+        let failures = &self.prune.as_ref()?.failures;
+        (!failures.is_empty()).then(|| {
+            failures
+                .iter()
+                .map(|(e, m)| format!("{}: {m}", describe(e)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// Applies the plan stage by stage, then prunes what left it when everything applied.
+pub async fn roll_out(how: RollOut<'_>, plan: &Plan, previous: &[InventoryEntry]) -> RollOutReport {
+    let apply = apply_plan(
+        how.target,
+        how.resolver,
+        plan,
+        ApplyOptions {
+            owner: how.owner,
+            mode: how.mode,
+            concurrency: how.concurrency,
+            crd_timeout: how.crd_timeout,
+        },
+    )
+    .await;
+    let prune = match how.owner {
+        Some(owner) if how.prune && apply.failures.is_empty() => Some(
+            prune(
+                how.target,
+                how.resolver,
+                previous,
+                &plan.entries(),
+                owner,
+                how.mode,
+            )
+            .await,
+        ),
+        _ => None,
+    };
+    RollOutReport { apply, prune }
+}
