@@ -15,6 +15,7 @@ mod external_vault_auth;
 mod git;
 mod ha;
 mod helm_install;
+mod hygiene;
 mod kubectl;
 mod leader_skew;
 mod lifecycle;

@@ -234,3 +234,30 @@ else:
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
 }
+
+/// Creates the Secret `aws-credentials` with the dummy credentials and the SecretStore `aws`
+/// (Secrets Manager at this moto) in `namespace`.
+pub async fn create_store(client: &kube::Client, namespace: &str, endpoint: &str) {
+    use kube::Api;
+    use kube::api::PostParams;
+    let credentials: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "aws-credentials", "namespace": namespace},
+            "stringData": {"access-key": ACCESS_KEY_ID, "secret-key": SECRET_ACCESS_KEY}
+        }))
+        .expect("a Secret");
+    Api::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials");
+    let store: sigil::api::SecretStore = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: {namespace}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {REGION}\n      endpoint: {endpoint}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
+    ))
+    .expect("a SecretStore");
+    Api::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &store)
+        .await
+        .expect("create the SecretStore");
+}

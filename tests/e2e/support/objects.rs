@@ -57,6 +57,15 @@ pub async fn create_sealed_secret(
     name: &str,
     value: &str,
 ) -> SealedSecret {
+    let sealed = seal(kubeconfig, namespace, name, value).await;
+    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &sealed)
+        .await
+        .unwrap_or_else(|e| panic!("create SealedSecret {namespace}/{name}: {e}"))
+}
+
+/// The SealedSecret `sigil seal` makes of a one-key Secret `namespace/name` (key `value`).
+pub async fn seal(kubeconfig: &Path, namespace: &str, name: &str, value: &str) -> SealedSecret {
     let manifest = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: {value}\n"
     );
@@ -82,11 +91,7 @@ pub async fn create_sealed_secret(
         "sigil seal: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sealed: SealedSecret = serde_json::from_slice(&out.stdout).expect("a SealedSecret");
-    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &sealed)
-        .await
-        .unwrap_or_else(|e| panic!("create SealedSecret {namespace}/{name}: {e}"))
+    serde_json::from_slice(&out.stdout).expect("a SealedSecret")
 }
 
 /// The Secret `namespace/name` if it exists.
