@@ -13,6 +13,8 @@ mod guards;
 pub mod heal;
 mod health_gate;
 mod history;
+#[cfg(test)]
+mod mocked_api;
 mod read;
 mod report;
 
@@ -65,22 +67,27 @@ struct State {
     renderer: Renderer,
 }
 
+impl State {
+    fn new(ctx: Arc<Context>, cache: Arc<Cache>, render_metrics: Arc<RenderMetrics>) -> Self {
+        let locks = Arc::new(Locks::default());
+        Self {
+            renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
+            resolver: Resolver::new(ctx.client.clone()),
+            cache,
+            schedule: Schedule::default(),
+            healer: Healer::new(ctx.clone(), locks.clone()),
+            locks,
+            ctx,
+        }
+    }
+}
+
 /// Runs the controller until shutdown.
 pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
-    let client = ctx.client.clone();
-    let locks = Arc::new(Locks::default());
     let render_metrics = Arc::new(RenderMetrics::default());
     ctx.metrics
         .register(|registry| render_metrics.register(registry));
-    let state = Arc::new(State {
-        renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
-        ctx: ctx.clone(),
-        cache,
-        resolver: Resolver::new(client.clone()),
-        schedule: Schedule::default(),
-        healer: Healer::new(ctx.clone(), locks.clone()),
-        locks,
-    });
+    let state = Arc::new(State::new(ctx.clone(), cache, render_metrics));
     let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
     let syncs = controller.store();
     let controller = controller.watches(

@@ -124,7 +124,7 @@ async fn no_marker_plaintext_reaches_logs_events_conditions_metrics_or_errors() 
 
     // Sealed: one that opens, and one moved to a name it was not sealed for.
     create_sealed_secret(&client, &dev.kubeconfig, NS, "sealed-good", SEALED).await;
-    let mut moved = seal(&dev.kubeconfig, NS, "elsewhere", SEALED_MOVED).await;
+    let mut moved = seal(&dev.kubeconfig, NS, "elsewhere", &[("value", SEALED_MOVED)]).await;
     moved.metadata.name = Some("sealed-moved".into());
     Api::<SealedSecret>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &moved)

@@ -12,6 +12,7 @@ mod external_example;
 mod external_ssm;
 mod external_vault;
 mod external_vault_auth;
+mod faults;
 mod git;
 mod ha;
 mod helm_install;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
+use sigil::api::ExternalSecret;
 use sigil::api::git_source::GitSource;
 use sigil::api::sealed_secret::SealedSecret;
 use sigil::api::sync::ManifestSync;
-use sigil::api::ExternalSecret;
 
 use kube_devserver::testing::poll;
 

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
+use sigil::api::ExternalSecret;
 use sigil::api::git_source::GitSource;
 use sigil::api::sync::ManifestSync;
-use sigil::api::ExternalSecret;
 use sigil::controller::Shard;
 
 use crate::ha::{APPS, Replica, dev_without_controller, wait_for_holder};

@@ -242,6 +242,9 @@ pub async fn read_store(
     if room > 0 && !to_read.is_empty() {
         to_read.extend(cache.oldest(store, room, &queued));
     }
+    // Metadata is read key by key (no backend batches it).
+    let (metadata, to_read): (Vec<RemoteKey>, Vec<RemoteKey>) =
+        to_read.into_iter().partition(|key| key.metadata);
     let reads: Vec<_> = to_read
         .chunks(batch)
         .map(|chunk| async move {
@@ -250,10 +253,15 @@ pub async fn read_store(
             chunk.iter().cloned().zip(results).collect::<Vec<_>>()
         })
         .collect();
-    let answers: Vec<Vec<(RemoteKey, ValueResult)>> = futures::stream::iter(reads)
+    let mut answers: Vec<Vec<(RemoteKey, ValueResult)>> = futures::stream::iter(reads)
         .buffer_unordered(PARALLEL_REQUESTS)
         .collect()
         .await;
+    for key in metadata {
+        limiter.acquire().await;
+        let result = provider.get_metadata(&key).await;
+        answers.push(vec![(key, result)]);
+    }
     if let Ok(mut shared) = cache.values.lock() {
         for (key, result) in answers.iter().flatten() {
             shared.insert((store.clone(), key.clone()), (now, result.clone()));
