@@ -27,6 +27,7 @@ mod sealed;
 mod sealed_cli;
 mod sealed_example;
 mod sharding;
+mod sops;
 mod status_cli;
 mod support;
 mod sync;
