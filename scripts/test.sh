@@ -62,4 +62,8 @@ case $runner in
         exit 2
         ;;
 esac
+# A one-minute fuzz smoke run over every target of fuzz/ (its own workspace, built on demand).
+if [[ ${CI:-} == true ]]; then
+    step fuzz-smoke scripts/fuzz.sh
+fi
 echo "scripts/test.sh: all checks passed"

@@ -36,11 +36,11 @@ use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
 use crate::manifests::apply::{Counts, Mode};
-use crate::manifests::pipeline::{self, RollOut, RollOutReport};
+use crate::manifests::pipeline::{self, Rendered, RollOut, RollOutReport};
 use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderMetrics, Renderer};
-use crate::manifests::source::SourceFile;
+use crate::manifests::sops::{KeysError, keys_of};
 use crate::manifests::wait::{self, WaitOutcome};
 use crate::manifests::{Desired, Owner, Plan, PlanOptions, Resolver, Target};
 
@@ -280,7 +280,19 @@ async fn run_revision(
         allow_plaintext_secrets: sync.spec.allow_plaintext_secrets,
         owner: Some(owner.clone()),
     };
-    let plan = match pipeline::desired(&files, &state.resolver, &options).await {
+    let keys = match keys_of(&state.ctx.client, sync.spec.decryption.as_ref(), &namespace).await {
+        Ok(keys) => keys,
+        Err(err) => {
+            let stalled = matches!(err, KeysError::Provider(_) | KeysError::NoSecretRef);
+            let name = sync.name_any();
+            return RunOutcome::failed(
+                "DecryptionFailed",
+                format!("Sync {namespace}/{name}: {err}"),
+                stalled,
+            );
+        }
+    };
+    let plan = match pipeline::desired(&files, keys.as_ref(), &state.resolver, &options).await {
         Ok(plan) => plan,
         Err(err) => return plan_failed(err, revision),
     };
@@ -407,7 +419,7 @@ async fn files_to_apply(
     commit: &str,
     revision: &str,
     path: &str,
-) -> Result<Vec<SourceFile>, Box<RunOutcome>> {
+) -> Result<Rendered, Box<RunOutcome>> {
     let (ctx, cache) = (&state.ctx, &state.cache);
     let files = read::read_files(ctx, cache, source, commit, path).await?;
     let kind = pipeline::renderer_of(&sync.spec, &files, path);
