@@ -48,6 +48,8 @@ step clippy-no-dev cargo clippy -p sigil --no-default-features --lib --bins -- -
 NO_DEV_TARGET="$CACHE/target-no-dev"
 step build-no-dev cargo build -p sigil --no-default-features --bin sigil --target-dir "$NO_DEV_TARGET"
 export SIGIL_NO_DEV_BIN="$NO_DEV_TARGET/debug/sigil"
+# The benchmark script still runs end to end (tiny sizes, debug build, no figure asserted).
+step bench-smoke scripts/bench.sh --smoke
 case $runner in
     nextest)
         # One process per test (servers, env and globals stay apart), test binaries run side by side,
