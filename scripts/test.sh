@@ -32,6 +32,8 @@ export PATH="$SIGIL_TEST_BIN:$PATH"
 # CI runs in a fresh clone each time: keep the build outside it so the next run on the machine is warm.
 if [[ -z ${CARGO_TARGET_DIR:-} && ${CI:-} == true ]]; then
     export CARGO_TARGET_DIR="$CACHE/target"
+    # Incremental state cannot be reused from one fresh clone to the next; it only fills the disk.
+    export CARGO_INCREMENTAL=0
 fi
 
 runner=${SIGIL_TEST_RUNNER:-}
