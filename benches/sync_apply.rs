@@ -20,7 +20,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use sigil::api::sync::ManifestSync;
 use sigil::manifests::apply::{ApplyOptions, Mode, apply_plan};
 use sigil::manifests::parse::parse_files;
-use sigil::manifests::plan::plan;
+use sigil::manifests::pipeline::{self, Rendered};
 use sigil::manifests::source::SourceFile;
 use sigil::manifests::{Owner, PlanOptions, Resolver, Target};
 
@@ -99,9 +99,9 @@ async fn engine(client: &kube::Client) -> BenchResult<()> {
         crd_timeout: Duration::from_secs(30),
     };
 
+    let rendered = Rendered::plain(files);
     let started = Instant::now();
-    let (manifests, errors) = parse_files(&files);
-    let planned = plan(manifests, errors, &resolver, &options).await?;
+    let planned = pipeline::desired(&rendered, None, &resolver, &options).await?;
     let report = apply_plan(&target, &resolver, &planned, apply).await;
     let took = started.elapsed();
     if !report.failures.is_empty() {
@@ -117,8 +117,7 @@ async fn engine(client: &kube::Client) -> BenchResult<()> {
 
     let before = versions(client, namespace).await?;
     let started = Instant::now();
-    let (manifests, errors) = parse_files(&files);
-    let planned = plan(manifests, errors, &resolver, &options).await?;
+    let planned = pipeline::desired(&rendered, None, &resolver, &options).await?;
     let report = apply_plan(&target, &resolver, &planned, apply).await;
     let took = started.elapsed();
     let after = versions(client, namespace).await?;

@@ -167,6 +167,23 @@ pub struct RemoteRef {
     /// Parameter Store version number or label, or a Vault KV v2 version number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// `Fetch` reads the secret's custom metadata (Vault KV v2) instead of its data,
+    /// so metadata can feed keys and templates; `None` (the default) reads the data.
+    #[serde(
+        default,
+        rename = "metadataPolicy",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metadata_policy: Option<MetadataPolicy>,
+}
+
+/// What a remote ref reads: the data, or the metadata (External Secrets Operator's names).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum MetadataPolicy {
+    None,
+    Fetch,
 }
 
 /// Remote secrets expanded into several keys.
@@ -183,8 +200,9 @@ pub struct ExternalSecretDataFrom {
 /// Secrets to find in the store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FindRef {
-    /// Only secrets below this path (a name prefix): Parameter Store reads the
-    /// whole tree with `GetParametersByPath`; Secrets Manager lists names starting with it.
+    /// Only secrets below this path: Parameter Store reads the whole tree with
+    /// `GetParametersByPath`, Vault lists the folder recursively; Secrets Manager
+    /// lists names starting with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Secrets whose name matches.

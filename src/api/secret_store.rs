@@ -220,6 +220,41 @@ pub struct VaultAuth {
     /// Username and password login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_pass: Option<VaultUserPass>,
+    /// JWT/OIDC login with a JWT kept in a Secret or a ServiceAccount token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<VaultJwtAuth>,
+}
+
+/// JWT/OIDC login (Vault's `jwt` auth method), in External Secrets Operator's shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultJwtAuth {
+    /// Mount path of the JWT method (default `jwt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The Vault role to log in as (default: the method's `default_role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A Secret holding the JWT. Set this or `kubernetesServiceAccountToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeySelector>,
+    /// A fresh token of a ServiceAccount (TokenRequest) for every login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_service_account_token: Option<VaultServiceAccountToken>,
+}
+
+/// A ServiceAccount token requested for a JWT login.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VaultServiceAccountToken {
+    /// The ServiceAccount.
+    pub service_account_ref: ServiceAccountSelector,
+    /// Audiences of the token (default: the ServiceAccount reference's, else `vault`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
+    /// Lifetime of the token in seconds (default 600, the shortest the API server grants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_seconds: Option<i64>,
 }
 
 /// AppRole login.

@@ -192,7 +192,7 @@ impl From<ScopeArg> for Scope {
     }
 }
 
-fn display(path: Option<&Path>) -> String {
+pub fn display(path: Option<&Path>) -> String {
     match path {
         Some(p) if p != Path::new("-") => p.display().to_string(),
         _ => "stdin".to_string(),
@@ -272,6 +272,14 @@ pub fn write_in_place(path: &Path, text: &str) -> Result<(), CliError> {
 
 /// Reads identity files into a keyring.
 pub fn load_identities(paths: &[PathBuf]) -> Result<Keyring, CliError> {
+    Ok(Keyring::from_identities(
+        read_identities(paths)?,
+        "identity file",
+    ))
+}
+
+/// Every identity of the identity files.
+pub fn read_identities(paths: &[PathBuf]) -> Result<Vec<age::x25519::Identity>, CliError> {
     let mut all = Vec::new();
     for path in paths {
         let text = read_input(Some(path))?;
@@ -282,7 +290,7 @@ pub fn load_identities(paths: &[PathBuf]) -> Result<Keyring, CliError> {
             })?,
         );
     }
-    Ok(Keyring::from_identities(all, "identity file"))
+    Ok(all)
 }
 
 /// One document of a manifest file: a SealedSecret, or anything else kept as is.

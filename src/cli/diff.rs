@@ -19,11 +19,12 @@ use crate::git::TreeLimits;
 use crate::manifests::apply::{Mode, Outcome};
 use crate::manifests::diff::object_diff;
 use crate::manifests::object::describe;
-use crate::manifests::pipeline::{self, RollOut};
+use crate::manifests::pipeline::{self, Rendered, RollOut};
 use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderOptions, Renderer};
-use crate::manifests::source::{SourceError, SourceFile, read_local, read_local_selected};
+use crate::manifests::sops::{Keys, KeysError, keys_of};
+use crate::manifests::source::{SourceError, read_local, read_local_selected};
 use crate::manifests::{Owner, PlanOptions, Resolver, Target};
 
 /// Arguments of `sigil diff`.
@@ -44,6 +45,10 @@ pub struct Args {
     /// Namespace for namespaced objects that name none (overrides the Sync's).
     #[arg(long)]
     pub target_namespace: Option<String>,
+    /// An age identity file to open SOPS-encrypted files with (repeatable); without it, the
+    /// `spec.decryption` Secret of `--sync` is read from the cluster.
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
     /// Exit with an error when anything would change (like `git diff --exit-code`).
     #[arg(long)]
     pub exit_code: bool,
@@ -66,6 +71,10 @@ pub enum DiffError {
         name: String,
         source: kube::Error,
     },
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+    #[error(transparent)]
+    Identity(#[from] crate::cli::common::CliError),
     #[error("the server refused the dry run: {0}")]
     Apply(String),
     #[error("cannot write the diff: {0}")]
@@ -139,7 +148,8 @@ pub async fn diff(
         allow_plaintext_secrets: spec.allow_plaintext_secrets,
         owner: owner.clone(),
     };
-    let plan = pipeline::desired(&files, &resolver, &options)
+    let keys = decryption_keys(&client, args, &spec, &namespace).await?;
+    let plan = pipeline::desired(&files, keys.as_ref(), &resolver, &options)
         .await
         .map_err(|e| match e {
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
@@ -228,7 +238,7 @@ async fn rendered_files(
     spec: &SyncSpec,
     namespace: &str,
     args: &Args,
-) -> Result<Vec<SourceFile>, DiffError> {
+) -> Result<Rendered, DiffError> {
     let files = read_local(&args.path, TreeLimits::default())?;
     let shown = args.path.display().to_string();
     let kind = pipeline::renderer_of(spec, &files, &shown);
@@ -244,7 +254,7 @@ async fn rendered_files(
         .await
         .map_err(render_error)?;
     if inputs.is_none() {
-        return Ok(files);
+        return Ok(Rendered::plain(files));
     }
     let folder = std::fs::canonicalize(&args.path).map_err(|e| SourceError::Io {
         path: shown.clone(),
@@ -278,6 +288,20 @@ async fn rendered_files(
             DiffError::Render { source, .. } => render_error(source),
             other => other,
         })
+}
+
+/// The identities to open SOPS files with: `--identity` files, else the Sync's Secret.
+async fn decryption_keys(
+    client: &kube::Client,
+    args: &Args,
+    spec: &SyncSpec,
+    namespace: &str,
+) -> Result<Option<Keys>, DiffError> {
+    if args.identities.is_empty() {
+        return Ok(keys_of(client, spec.decryption.as_ref(), namespace).await?);
+    }
+    let identities = crate::cli::common::read_identities(&args.identities)?;
+    Ok(Some(Keys::new(identities)))
 }
 
 /// Runs `sigil diff`.

@@ -245,3 +245,169 @@ async fn write_status(
     }
     patch_status(&ctx.client, source, &status).await
 }
+
+#[cfg(test)]
+pub(crate) mod mocked_api {
+    use http::Method;
+    use serde_json::json;
+
+    use super::*;
+    use crate::controller::test_api::{self, ApiServer, Started};
+
+    const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/apps/gitsources/repo/status";
+
+    /// GitSource `apps/repo` with `spec` (the URL leads nowhere: nothing is fetched).
+    fn source(spec: serde_json::Value) -> GitSource {
+        let mut source: GitSource = serde_json::from_value(json!({
+            "apiVersion": "sigil.dev/v1alpha1",
+            "kind": "GitSource",
+            "metadata": {"name": "repo", "namespace": "apps", "uid": "gs-uid", "generation": 1},
+            "spec": {"url": "file:///nonexistent/sigil-mocked-api"},
+        }))
+        .expect("a GitSource");
+        let mut merged = serde_json::to_value(&source.spec).expect("JSON");
+        json_patch::merge(&mut merged, &spec);
+        source.spec = serde_json::from_value(merged).expect("a spec");
+        source
+    }
+
+    fn start(source: &GitSource) -> Started<Result<Action, StatusError>> {
+        let source = Arc::new(source.clone());
+        test_api::spawn(|ctx| {
+            let state = State {
+                ctx,
+                cache: Arc::new(Cache::temporary()),
+                schedule: Schedule::default(),
+            };
+            reconcile(source, Arc::new(state))
+        })
+    }
+
+    /// The event, then the status patch with `Ready` False and `reason`; returns the status.
+    async fn failure_reported(
+        api: &mut ApiServer,
+        source: &GitSource,
+        reason: &str,
+    ) -> serde_json::Value {
+        let event = api.expect_event("apps").await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Warning"), Some(reason))
+        );
+        assert_eq!(event["regarding"]["name"], "repo");
+        let patch = api.expect_merge_patch(STATUS).await;
+        let status = patch.body["status"].clone();
+        assert_eq!(status["conditions"][0]["type"], "Ready");
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], reason);
+        assert_eq!(status["observedGeneration"], 1);
+        assert_eq!(status.get("artifact"), None, "no revision without a fetch");
+        patch.merged_into(source);
+        status
+    }
+
+    #[tokio::test]
+    async fn an_invalid_interval_is_reported_and_nothing_is_fetched() {
+        let source = source(json!({"interval": "soon"}));
+        let (mut api, run) = start(&source);
+        let status = failure_reported(&mut api, &source, "InvalidInterval").await;
+        assert!(
+            status["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("spec.interval: ")),
+            "{status}"
+        );
+        let action = api.finish(run).await.expect("reconciled");
+        assert_eq!(action, Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn a_missing_credentials_secret_stops_the_fetch_and_is_reported_once() {
+        let mut source = source(json!({"secretRef": {"name": "git-auth"}}));
+        let (mut api, run) = start(&source);
+        let secret = "/api/v1/namespaces/apps/secrets/git-auth";
+        api.expect(Method::GET, secret).await.not_found();
+        let status = failure_reported(&mut api, &source, "CredentialsInvalid").await;
+        assert_eq!(
+            status["conditions"][0]["message"],
+            "spec.secretRef: Secret apps/git-auth not found"
+        );
+        api.finish(run).await.expect("reconciled");
+
+        // The same failure again: neither an Event nor a status write.
+        source.status = Some(serde_json::from_value(status).expect("a status"));
+        let (mut api, run) = start(&source);
+        api.expect(Method::GET, secret).await.not_found();
+        api.finish(run).await.expect("reconciled");
+    }
+
+    /// Commits `files` (name, content) to branch `main` of a new repository in `dir`; returns the
+    /// commit id.
+    pub fn commit_files(dir: &std::path::Path, files: &[(&str, &str)]) -> String {
+        let repo = gix::init(dir).expect("a repository");
+        let mut entries: Vec<gix::objs::tree::Entry> = files
+            .iter()
+            .map(|(name, content)| gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: (*name).into(),
+                oid: repo.write_blob(content).expect("a blob").detach(),
+            })
+            .collect();
+        entries.sort();
+        let tree = repo
+            .write_object(gix::objs::Tree { entries })
+            .expect("a tree")
+            .detach();
+        let signature = gix::actor::SignatureRef {
+            name: "sigil test".into(),
+            email: "test@sigil.dev".into(),
+            time: "1700000000 +0000",
+        };
+        let no_parents: [gix::ObjectId; 0] = [];
+        repo.commit_as(
+            signature,
+            signature,
+            "refs/heads/main",
+            "fixture",
+            tree,
+            no_parents,
+        )
+        .expect("a commit")
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_new_revision_is_an_event_and_the_artifact_in_the_status() {
+        let repo = tempfile::tempdir().expect("a temporary directory");
+        let commit = commit_files(repo.path(), &[("README", "fixture\n")]);
+        let url = format!("file://{}", repo.path().display());
+        let source = source(json!({ "url": url }));
+        let (mut api, run) = start(&source);
+        let revision = format!("main@sha1:{commit}");
+        let event = api.expect_event("apps").await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Normal"), Some("NewRevision"))
+        );
+        assert_eq!(event["note"], format!("fetched revision {revision}"));
+        let patch = api.expect_merge_patch(STATUS).await;
+        let status = &patch.body["status"];
+        assert_eq!(status["artifact"]["revision"], revision);
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert_eq!(status["conditions"][0]["reason"], "Succeeded");
+        assert_eq!(
+            status["conditions"][0]["message"],
+            format!("stored revision {revision}")
+        );
+        patch.merged_into(&source);
+        let action = api.finish(run).await.expect("reconciled");
+        assert_eq!(action, Action::requeue(DEFAULT_INTERVAL));
+    }
+
+    #[tokio::test]
+    async fn a_suspended_source_makes_no_request() {
+        let (mut api, run) = start(&source(json!({"suspend": true})));
+        let action = api.finish(run).await.expect("reconciled");
+        assert_eq!(action, Action::await_change());
+    }
+}

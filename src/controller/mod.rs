@@ -18,6 +18,8 @@ pub mod secret_store;
 pub mod shard;
 pub mod status;
 pub mod sync;
+#[cfg(test)]
+pub mod test_api;
 
 pub use context::Context;
 pub use error::Error;

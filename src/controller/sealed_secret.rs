@@ -600,6 +600,7 @@ mod tests {
 
     struct Fixture {
         object: SealedSecret,
+        keyring: Keyring,
         opened: UnsealedData,
         desired: serde_json::Value,
     }
@@ -638,6 +639,7 @@ mod tests {
         let desired = desired_secret(&object, &opened);
         Fixture {
             object,
+            keyring,
             opened,
             desired,
         }
@@ -775,5 +777,154 @@ mod tests {
         assert_eq!(failures.delay(6), Duration::from_secs(32));
         assert_eq!(failures.delay(10), BACKOFF_CAP);
         assert_eq!(failures.delay(u32::MAX), BACKOFF_CAP);
+    }
+
+    mod mocked_api {
+        use http::Method;
+        use serde_json::json;
+
+        use super::*;
+        use crate::controller::test_api::{self, Started};
+
+        const SECRET: &str = "/api/v1/namespaces/prod/secrets/db";
+        const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/prod/sealedsecrets/db/status";
+
+        /// Reconciles `object` on a mocked API, with the fixture's sealing key loaded.
+        fn start(fixture: &Fixture, object: &SealedSecret) -> Started<Result<Action, StatusError>> {
+            let keys = KeyringHandle::default();
+            keys.publish(fixture.keyring.clone());
+            let object = Arc::new(object.clone());
+            test_api::spawn(|ctx| {
+                let (store, _) = kube::runtime::reflector::store();
+                let failures = Failures::new(BACKOFF_BASE, BACKOFF_CAP);
+                let state = State {
+                    ctx,
+                    keys,
+                    store,
+                    failures,
+                };
+                reconcile(object, Arc::new(state))
+            })
+        }
+
+        fn assert_no_value(what: &str, json: &serde_json::Value) {
+            let text = json.to_string();
+            assert!(
+                !text.contains("s3cret") && !text.contains("czNjcmV0"),
+                "{what} holds the value: {text}"
+            );
+        }
+
+        /// Asserts the `Ready` condition of a status patch and returns the status it writes.
+        fn ready_condition(
+            patch: &test_api::Call,
+            status: &str,
+            reason: &str,
+        ) -> SealedSecretStatus {
+            assert_no_value("the status", &patch.body);
+            let written: SealedSecretStatus =
+                serde_json::from_value(patch.body["status"].clone()).expect("a status");
+            let ready = conditions::find(&written.conditions, READY).expect("Ready");
+            assert_eq!(
+                (ready.status.as_str(), ready.reason.as_str()),
+                (status, reason)
+            );
+            written
+        }
+
+        fn assert_event(event: &serde_json::Value, type_: &str, reason: &str) {
+            assert_no_value("the event", event);
+            assert_eq!(event["type"], type_);
+            assert_eq!(event["reason"], reason);
+            assert_eq!(event["regarding"]["kind"], "SealedSecret");
+            assert_eq!(event["regarding"]["name"], "db");
+        }
+
+        /// A first reconcile: read, apply, status, event. Returns the status it wrote.
+        async fn first_reconcile(fixture: &Fixture) -> SealedSecretStatus {
+            let (mut api, run) = start(fixture, &fixture.object);
+            api.expect(Method::GET, SECRET).await.not_found();
+            let apply = api.expect_apply(SECRET).await;
+            assert_eq!(apply.body["apiVersion"], "v1");
+            assert_eq!(apply.body["kind"], "Secret");
+            assert_eq!(apply.body["metadata"]["name"], "db");
+            assert_eq!(apply.body["metadata"]["namespace"], "prod");
+            assert_eq!(apply.body["metadata"]["labels"], json!({"app": "db"}));
+            assert_eq!(apply.body["data"], json!({"password": "czNjcmV0"}));
+            assert_eq!(
+                apply.body["metadata"]["ownerReferences"],
+                json!([{
+                    "apiVersion": "sigil.dev/v1alpha1",
+                    "kind": "SealedSecret",
+                    "name": "db",
+                    "uid": "uid-1",
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }])
+            );
+            apply.echo();
+            let patch = api.expect_merge_patch(STATUS).await;
+            let written = ready_condition(&patch, "True", reason::UNSEALED);
+            assert_eq!(
+                written.key_fingerprint.as_deref(),
+                Some(fixture.keyring.keys()[0].fingerprint())
+            );
+            patch.merged_into(&fixture.object);
+            let event = api.expect_event("prod").await;
+            assert_event(&event, "Normal", reason::UNSEALED);
+            let action = api.finish(run).await.expect("reconciled");
+            assert_eq!(action, Action::requeue(RESYNC));
+            written
+        }
+
+        #[tokio::test]
+        async fn a_new_sealed_secret_is_applied_owned_and_reported_without_its_value() {
+            first_reconcile(&fixture()).await;
+        }
+
+        #[tokio::test]
+        async fn a_secret_already_in_sync_costs_one_read_and_no_write() {
+            let mut fixture = fixture();
+            let status = first_reconcile(&fixture).await;
+            fixture.object.status = Some(status);
+            let (mut api, run) = start(&fixture, &fixture.object);
+            let live = serde_json::to_value(applied(&fixture)).expect("JSON");
+            api.expect(Method::GET, SECRET).await.ok(&live);
+            let action = api.finish(run).await.expect("reconciled");
+            assert_eq!(action, Action::requeue(RESYNC));
+        }
+
+        #[tokio::test]
+        async fn a_value_the_keys_cannot_open_writes_no_secret() {
+            let fixture = fixture();
+            let sealed_to_another_key = super::fixture().object;
+            let (mut api, run) = start(&fixture, &sealed_to_another_key);
+            let patch = api.expect_merge_patch(STATUS).await;
+            let written = ready_condition(&patch, "False", reason::DECRYPT_FAILED);
+            assert_eq!(written.key_fingerprint, None);
+            patch.merged_into(&sealed_to_another_key);
+            let event = api.expect_event("prod").await;
+            assert_event(&event, "Warning", reason::DECRYPT_FAILED);
+            // No read and no write of the Secret: `finish` fails on any further request.
+            let action = api.finish(run).await.expect("reconciled");
+            assert_eq!(action, Action::requeue(BACKOFF_BASE));
+        }
+
+        #[tokio::test]
+        async fn a_secret_someone_else_owns_is_not_overwritten() {
+            let fixture = fixture();
+            let mut foreign = applied(&fixture);
+            foreign.metadata.owner_references = None;
+            let (mut api, run) = start(&fixture, &fixture.object);
+            let live = serde_json::to_value(&foreign).expect("JSON");
+            api.expect(Method::GET, SECRET).await.ok(&live);
+            let patch = api.expect_merge_patch(STATUS).await;
+            ready_condition(&patch, "False", reason::SECRET_EXISTS);
+            patch.merged_into(&fixture.object);
+            let event = api.expect_event("prod").await;
+            assert_event(&event, "Warning", reason::SECRET_EXISTS);
+            let action = api.finish(run).await.expect("reconciled");
+            assert_eq!(action, Action::requeue(BACKOFF_BASE));
+        }
     }
 }

@@ -446,4 +446,147 @@ mod tests {
         assert_eq!(retry_delay(2), Duration::from_secs(1));
         assert_eq!(retry_delay(100), MAX_RETRY);
     }
+
+    mod mocked_api {
+        use http::{Method, StatusCode};
+        use serde_json::json;
+
+        use super::*;
+        use crate::controller::test_api::{self, ApiServer, Call, Started};
+
+        const SECRETS: &str = "/api/v1/namespaces/sigil-system/secrets";
+        const RECIPIENTS: &str = "/api/v1/namespaces/sigil-system/configmaps/sigil-recipients";
+
+        type Ran = (
+            Pass,
+            Result<Option<jiff::Timestamp>, KeyringError>,
+            KeyringHandle,
+        );
+
+        fn pass() -> Pass {
+            Pass {
+                recovery: Vec::new(),
+                published: None,
+                keys_gauge: Gauge::default(),
+            }
+        }
+
+        /// Runs one pass on a mocked API; the test answers its requests.
+        fn start(mut pass: Pass) -> Started<Ran> {
+            test_api::spawn(|ctx| async move {
+                let handle = KeyringHandle::default();
+                let result = pass.run(&ctx, &handle).await;
+                (pass, result, handle)
+            })
+        }
+
+        /// Answers the LIST of key Secrets (selected by their label) with `items`.
+        async fn list_keys(api: &mut ApiServer, items: &[Secret]) {
+            let list = api.expect(Method::GET, SECRETS).await;
+            list.assert_query("labelSelector", KEY_LABEL);
+            list.ok(&json!({
+                "apiVersion": "v1",
+                "kind": "SecretList",
+                "metadata": {"resourceVersion": "7"},
+                "items": items,
+            }));
+        }
+
+        /// Asserts the creation of a key Secret (a POST: never a replacing write) and returns
+        /// the call with the recipient of the key it holds.
+        async fn key_created(api: &mut ApiServer) -> (Call, String) {
+            let create = api.expect(Method::POST, SECRETS).await;
+            let secret: Secret = serde_json::from_value(create.body.clone()).expect("a Secret");
+            let (keyring, problems) = keyring_from_secrets(std::slice::from_ref(&secret));
+            assert!(problems.is_empty(), "{problems:?}");
+            let key = keyring.active().expect("the new key");
+            let fingerprint = key.fingerprint().to_string();
+            let recipient = key.recipient().to_string();
+            assert_eq!(
+                secret.metadata.name,
+                Some(format!("{KEY_SECRET_PREFIX}{fingerprint}"))
+            );
+            assert_eq!(secret.metadata.namespace.as_deref(), Some("sigil-system"));
+            assert_eq!(
+                secret.metadata.labels,
+                Some(BTreeMap::from([(KEY_LABEL.to_string(), fingerprint)]))
+            );
+            let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+            assert_eq!(annotations.get(RECIPIENT_ANNOTATION), Some(&recipient));
+            assert!(annotations.contains_key(CREATED_ANNOTATION));
+            assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+            (create, recipient)
+        }
+
+        /// Asserts the server-side apply of the recipients ConfigMap.
+        async fn recipients_applied(api: &mut ApiServer, text: &str) {
+            let apply = api.expect_apply(RECIPIENTS).await;
+            assert_eq!(apply.body["kind"], "ConfigMap");
+            assert_eq!(apply.body["metadata"]["name"], RECIPIENTS_CONFIGMAP);
+            assert_eq!(apply.body["data"], json!({ RECIPIENTS_KEY: text }));
+            assert!(!apply.body.to_string().contains("AGE-SECRET-KEY"));
+            apply.echo();
+        }
+
+        #[tokio::test]
+        async fn the_first_start_creates_a_key_and_publishes_its_recipient() {
+            let (mut api, run) = start(pass());
+            list_keys(&mut api, &[]).await;
+            let (create, recipient) = key_created(&mut api).await;
+            create.echo();
+            recipients_applied(&mut api, &format!("{recipient}\n")).await;
+            let (_, result, handle) = api.finish(run).await;
+            assert!(result.expect("pass").is_some(), "a renewal is scheduled");
+            assert_eq!(handle.current().expect("published").len(), 1);
+        }
+
+        #[tokio::test]
+        async fn a_key_name_taken_meanwhile_is_never_overwritten() {
+            let (mut api, run) = start(pass());
+            list_keys(&mut api, &[]).await;
+            let (create, _) = key_created(&mut api).await;
+            create.fail(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                "the Secret already exists",
+            );
+            // No update, no apply, no publishing: `finish` fails on any further request.
+            let (_, result, handle) = api.finish(run).await;
+            match result {
+                Err(KeyringError::Kube(kube::Error::Api(status))) => assert_eq!(status.code, 409),
+                other => panic!("expected the conflict, got {other:?}"),
+            }
+            assert!(
+                handle.current().is_none(),
+                "no keyring without its key Secret"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_due_renewal_adds_a_key_and_keeps_the_old_one() {
+            let (old, file) = identity::generate_file(jiff::Timestamp::UNIX_EPOCH);
+            let old_key = key_secret("sigil-sealing-key-old", &file, Some("2024-01-01T00:00:00Z"));
+            let (mut api, run) = start(pass());
+            list_keys(&mut api, std::slice::from_ref(&old_key)).await;
+            let (create, recipient) = key_created(&mut api).await;
+            assert_ne!(recipient, old.to_public().to_string());
+            create.echo();
+            recipients_applied(&mut api, &format!("{recipient}\n")).await;
+            let (pass, result, handle) = api.finish(run).await;
+            result.expect("pass");
+            assert_eq!(handle.current().expect("published").len(), 2);
+
+            // The next pass finds both keys, nothing due and the recipients published: one read.
+            let now = jiff::Timestamp::now();
+            let (_, new_file) = identity::generate_file(now);
+            let new_key = key_secret("sigil-sealing-key-new", &new_file, Some(&now.to_string()));
+            let (new_keyring, _) = keyring_from_secrets(std::slice::from_ref(&new_key));
+            let mut pass = pass;
+            pass.published = Some(recipients_text(&new_keyring, &[]));
+            let (mut api, run) = start(pass);
+            list_keys(&mut api, &[old_key, new_key]).await;
+            let (_, result, _) = api.finish(run).await;
+            result.expect("pass");
+        }
+    }
 }

@@ -343,6 +343,9 @@ async fn write_status(
 }
 
 #[cfg(test)]
+pub mod mocked_api;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -14,6 +14,8 @@ mod guards;
 pub mod heal;
 mod health_gate;
 mod history;
+#[cfg(test)]
+mod mocked_api;
 mod read;
 mod report;
 
@@ -35,11 +37,11 @@ use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
 use crate::manifests::apply::{Counts, Mode};
-use crate::manifests::pipeline::{self, RollOut, RollOutReport};
+use crate::manifests::pipeline::{self, Rendered, RollOut, RollOutReport};
 use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderMetrics, Renderer};
-use crate::manifests::source::SourceFile;
+use crate::manifests::sops::{KeysError, keys_of};
 use crate::manifests::wait::{self, WaitOutcome};
 use crate::manifests::{Desired, Owner, Plan, PlanOptions, Resolver, Target};
 
@@ -71,25 +73,40 @@ struct State {
     syncs: Store<ManifestSync>,
 }
 
+impl State {
+    fn new(
+        ctx: Arc<Context>,
+        cache: Arc<Cache>,
+        render_metrics: Arc<RenderMetrics>,
+        syncs: Store<ManifestSync>,
+    ) -> Self {
+        let locks = Arc::new(Locks::default());
+        Self {
+            renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
+            resolver: Resolver::new(ctx.client.clone()),
+            cache,
+            schedule: Schedule::default(),
+            healer: Healer::new(ctx.clone(), locks.clone()),
+            locks,
+            ctx,
+            syncs,
+        }
+    }
+}
+
 /// Runs the controller until shutdown.
 pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
-    let client = ctx.client.clone();
-    let locks = Arc::new(Locks::default());
     let render_metrics = Arc::new(RenderMetrics::default());
     ctx.metrics
         .register(|registry| render_metrics.register(registry));
     let controller = Controller::new(ctx.watched::<ManifestSync>(), watcher::Config::default());
     let syncs = controller.store();
-    let state = Arc::new(State {
-        renderer: Renderer::new(ctx.options.render.clone(), render_metrics),
-        ctx: ctx.clone(),
+    let state = Arc::new(State::new(
+        ctx.clone(),
         cache,
-        resolver: Resolver::new(client.clone()),
-        schedule: Schedule::default(),
-        healer: Healer::new(ctx.clone(), locks.clone()),
-        locks,
-        syncs: syncs.clone(),
-    });
+        render_metrics,
+        syncs.clone(),
+    ));
     let sources = syncs.clone();
     let controller = controller
         .watches(
@@ -312,7 +329,19 @@ async fn run_revision(
         allow_plaintext_secrets: sync.spec.allow_plaintext_secrets,
         owner: Some(owner.clone()),
     };
-    let plan = match pipeline::desired(&files, &state.resolver, &options).await {
+    let keys = match keys_of(&state.ctx.client, sync.spec.decryption.as_ref(), &namespace).await {
+        Ok(keys) => keys,
+        Err(err) => {
+            let stalled = matches!(err, KeysError::Provider(_) | KeysError::NoSecretRef);
+            let name = sync.name_any();
+            return RunOutcome::failed(
+                "DecryptionFailed",
+                format!("Sync {namespace}/{name}: {err}"),
+                stalled,
+            );
+        }
+    };
+    let plan = match pipeline::desired(&files, keys.as_ref(), &state.resolver, &options).await {
         Ok(plan) => plan,
         Err(err) => return plan_failed(err, revision),
     };
@@ -439,7 +468,7 @@ async fn files_to_apply(
     commit: &str,
     revision: &str,
     path: &str,
-) -> Result<Vec<SourceFile>, Box<RunOutcome>> {
+) -> Result<Rendered, Box<RunOutcome>> {
     let (ctx, cache) = (&state.ctx, &state.cache);
     let files = read::read_files(ctx, cache, source, commit, path).await?;
     let kind = pipeline::renderer_of(&sync.spec, &files, path);

@@ -28,6 +28,7 @@ pub mod plaintext;
 pub mod plan;
 pub mod prune;
 pub mod render;
+pub mod sops;
 pub mod source;
 pub mod substitute;
 pub mod wait;

@@ -1,5 +1,6 @@
-//! The stages a Sync (and `sigil diff`) runs on a revision's files: render ([`render`]), parse
-//! and plan ([`desired`]), then apply and — only after a fully successful apply — prune ([`roll_out`]).
+//! The stages a Sync (and `sigil diff`) runs on a revision's files: render ([`render`]), parse,
+//! decrypt SOPS documents and plan ([`desired`]), then apply and — only after a fully
+//! successful apply — prune ([`roll_out`]).
 //! Reading the files and rendering them come before; what a caller does with the result
 //! (status, events, a printed diff) comes after.
 
@@ -11,9 +12,12 @@ use super::client::Target;
 use super::discovery::Resolver;
 use super::object::{Owner, describe, same_object};
 use super::parse::parse_files;
-use super::plan::{Plan, PlanError, PlanOptions, plan};
+use super::plan::{
+    Plan, PlanError, PlanOptions, Problem, ProblemKind, Problems, plan, source_problems,
+};
 use super::prune::{PruneReport, prune};
 use super::render::{self, RenderError, RenderInputs, Renderer};
+use super::sops::{self, Keys};
 use super::source::SourceFile;
 use crate::api::render::RendererKind;
 use crate::api::sync::{InventoryEntry, SyncSpec};
@@ -22,6 +26,26 @@ use crate::api::sync::{InventoryEntry, SyncSpec};
 pub fn renderer_of(spec: &SyncSpec, files: &[SourceFile], folder: &str) -> RendererKind {
     spec.renderer
         .unwrap_or_else(|| render::detect(render::top_level_names(files, folder)))
+}
+
+/// What the render stage gives the next ones.
+pub struct Rendered {
+    /// The files to parse.
+    pub files: Vec<SourceFile>,
+    /// The SOPS files the documents among `files` may come from: the folder's own, or for
+    /// rendered output the repository's (only read when the output holds a SOPS document).
+    pub sops_sources: Vec<SourceFile>,
+}
+
+impl Rendered {
+    /// A plain folder: its files are parsed, and hold their own SOPS files.
+    pub fn plain(files: Vec<SourceFile>) -> Self {
+        let sops_sources = sops_files(&files);
+        Self {
+            files,
+            sops_sources,
+        }
+    }
 }
 
 /// The files to parse: the folder's own (plain), or the renderer's output — from the cache
@@ -34,29 +58,50 @@ pub async fn render<F, Fut, E>(
     folder: &str,
     revision: Option<&str>,
     read_tree: F,
-) -> Result<Vec<SourceFile>, E>
+) -> Result<Rendered, E>
 where
-    F: FnOnce() -> Fut,
+    F: Fn() -> Fut,
     Fut: Future<Output = Result<Vec<SourceFile>, E>>,
     E: From<RenderError>,
 {
     let Some(inputs) = inputs else {
-        return Ok(files);
+        return Ok(Rendered::plain(files));
     };
     let kind = inputs.renderer();
     let key = revision.map(|r| inputs.key(r, folder));
     let shown = format!("{} ({} output)", folder_name(folder), kind.as_str());
-    let output = match key.as_ref().and_then(|k| renderer.cached(k, kind)) {
-        Some(output) => output,
+    let (output, tree) = match key.as_ref().and_then(|k| renderer.cached(k, kind)) {
+        Some(output) => (output, None),
         None => {
             let tree = read_tree().await?;
-            renderer.render(&tree, folder, &inputs, key).await?
+            let output = renderer.render(&tree, folder, &inputs, key).await?;
+            (output, Some(tree))
         }
     };
-    Ok(vec![SourceFile {
-        path: shown,
-        content: output.to_vec(),
-    }])
+    let sops_sources = if sops::may_hold_sops(&output) {
+        let tree = match tree {
+            Some(tree) => tree,
+            None => read_tree().await?,
+        };
+        sops_files(&tree)
+    } else {
+        Vec::new()
+    };
+    Ok(Rendered {
+        files: vec![SourceFile {
+            path: shown,
+            content: output.to_vec(),
+        }],
+        sops_sources,
+    })
+}
+
+fn sops_files(files: &[SourceFile]) -> Vec<SourceFile> {
+    files
+        .iter()
+        .filter(|f| sops::may_hold_sops(&f.content))
+        .cloned()
+        .collect()
 }
 
 fn folder_name(folder: &str) -> &str {
@@ -66,14 +111,26 @@ fn folder_name(folder: &str) -> &str {
     }
 }
 
-/// Parses every file and validates every document (all before anything is applied).
+/// Parses every file, opens the SOPS documents with `keys` and validates every document (all
+/// before anything is applied).
 pub async fn desired(
-    files: &[SourceFile],
+    rendered: &Rendered,
+    keys: Option<&Keys>,
     resolver: &Resolver,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let (manifests, parse_errors) = parse_files(files);
-    plan(manifests, parse_errors, resolver, options).await
+    let (manifests, parse_errors) = parse_files(&rendered.files);
+    let mut problems = source_problems(&manifests, parse_errors, options);
+    let (manifests, unopened) = sops::open_manifests(manifests, &rendered.sops_sources, keys);
+    problems.extend(unopened.into_iter().map(|u| Problem {
+        kind: ProblemKind::Decryption,
+        location: u.location,
+        message: u.error.to_string(),
+    }));
+    if problems.iter().any(|p| p.kind == ProblemKind::Decryption) {
+        return Err(PlanError::Problems(Problems(problems)));
+    }
+    plan(manifests, problems, resolver, options).await
 }
 
 /// How a plan is rolled out.

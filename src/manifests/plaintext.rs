@@ -37,13 +37,32 @@ fn has_values(field: Option<&Value>) -> bool {
     }
 }
 
-/// Whether a document is a core Secret with values.
+/// Whether any value under `field` is in the clear: for a SOPS document, a value that is not
+/// `ENC[…]` (SOPS leaves the empty string as it is).
+fn has_clear_values(field: Option<&Value>) -> bool {
+    match field {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(map)) => map.values().any(|v| match v {
+            Value::String(s) => !s.is_empty() && !s.starts_with("ENC[AES256_GCM,"),
+            _ => true,
+        }),
+        Some(_) => true,
+    }
+}
+
+/// Whether a document is a core Secret with values in the clear (a SOPS-encrypted Secret is
+/// not, unless SOPS left some of its values unencrypted).
 pub fn is_plaintext_secret(object: &Value) -> bool {
     let api_version = object.get("apiVersion").and_then(Value::as_str);
     let kind = object.get("kind").and_then(Value::as_str);
+    let values = if super::sops::is_sops(object) {
+        has_clear_values
+    } else {
+        has_values
+    };
     api_version == Some("v1")
         && kind == Some("Secret")
-        && (has_values(object.get("data")) || has_values(object.get("stringData")))
+        && (values(object.get("data")) || values(object.get("stringData")))
 }
 
 /// Every plaintext Secret among the manifests, in order.
@@ -94,13 +113,20 @@ mod tests {
             manifest(
                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}),
             ),
+            manifest(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sops"}, "stringData": {"k": "ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]", "e": ""}, "sops": {"mac": "ENC[AES256_GCM,data:bQ==,iv:aQ==,tag:dA==,type:str]"}}),
+            ),
+            manifest(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "half-sops"}, "stringData": {"k": "ENC[AES256_GCM,data:eA==,iv:aQ==,tag:dA==,type:str]", "clear": "hunter2"}, "sops": {"mac": "ENC[AES256_GCM,data:bQ==,iv:aQ==,tag:dA==,type:str]"}}),
+            ),
         ]);
         let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
             [
                 "clusters/dev/db.yaml:3 Secret/db (namespace apps)",
-                "clusters/dev/db.yaml:3 Secret/b64"
+                "clusters/dev/db.yaml:3 Secret/b64",
+                "clusters/dev/db.yaml:3 Secret/half-sops"
             ]
         );
         assert!(!format!("{found:?}").contains("hunter2"));

@@ -82,6 +82,7 @@ impl Plan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ProblemKind {
     Plaintext,
+    Decryption,
     Parse,
     UnknownKind,
     Invalid,
@@ -111,6 +112,7 @@ impl Problems {
     pub fn reason(&self) -> &'static str {
         match self.0.iter().map(|p| p.kind).min() {
             Some(ProblemKind::Plaintext) => "PlaintextSecret",
+            Some(ProblemKind::Decryption) => "DecryptionFailed",
             Some(ProblemKind::Parse) => "ParseFailed",
             Some(ProblemKind::UnknownKind) => "UnknownKind",
             _ => "ValidationFailed",
@@ -192,13 +194,13 @@ fn kinds_defined(manifests: &[Manifest]) -> HashMap<(String, String), Kind> {
     out
 }
 
-/// Checks every document and builds the plan; any problem fails the whole revision.
-pub async fn plan(
-    manifests: Vec<Manifest>,
+/// The problems found before decryption: files that do not parse, and plaintext Secrets as
+/// Git holds them.
+pub fn source_problems(
+    manifests: &[Manifest],
     parse_errors: Vec<ParseError>,
-    resolver: &Resolver,
     options: &PlanOptions,
-) -> Result<Plan, PlanError> {
+) -> Vec<Problem> {
     let mut problems: Vec<Problem> = parse_errors
         .into_iter()
         .map(|e| Problem {
@@ -208,7 +210,7 @@ pub async fn plan(
         })
         .collect();
     if !options.allow_plaintext_secrets {
-        problems.extend(plaintext::find(&manifests).into_iter().map(|p| Problem {
+        problems.extend(plaintext::find(manifests).into_iter().map(|p| Problem {
             kind: ProblemKind::Plaintext,
             location: format!("{}:{}", p.file, p.line),
             message: format!(
@@ -218,6 +220,16 @@ pub async fn plan(
             ),
         }));
     }
+    problems
+}
+
+/// Checks every document and builds the plan; any problem fails the whole revision.
+pub async fn plan(
+    manifests: Vec<Manifest>,
+    mut problems: Vec<Problem>,
+    resolver: &Resolver,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
     let defined = kinds_defined(&manifests);
     let mut seen: HashMap<(String, String, String, String), String> = HashMap::new();
     let mut objects = Vec::new();

@@ -25,6 +25,8 @@ use crate::api::secret_store::Provider as ProviderSpec;
 
 /// The audience AWS STS expects in web identity tokens (as EKS's IRSA sets it).
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The audience of ServiceAccount tokens for Vault's JWT auth when none is set (as ESO has it).
+pub const VAULT_AUDIENCE: &str = "vault";
 
 /// Names one store.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -211,6 +213,7 @@ pub async fn resolve(
                             format!("{store}: {field}"),
                             namespace,
                             account,
+                            None,
                         ),
                     })
                 }
@@ -252,13 +255,14 @@ pub async fn resolve(
                 auth.app_role.is_some(),
                 auth.kubernetes.is_some(),
                 auth.user_pass.is_some(),
+                auth.jwt.is_some(),
             ]
             .iter()
             .filter(|set| **set)
             .count();
             if chosen != 1 {
                 return Err(ProviderError::Config(format!(
-                    "{store}: {field}: set exactly one of tokenSecretRef, appRole, kubernetes, userPass"
+                    "{store}: {field}: set exactly one of tokenSecretRef, appRole, kubernetes, userPass, jwt"
                 )));
             }
             let login = if let Some(selector) = &auth.token_secret_ref {
@@ -297,6 +301,7 @@ pub async fn resolve(
                             format!("{store}: {account_field}"),
                             namespace,
                             account.clone(),
+                            None,
                         )
                     }
                     None => own_token_source(),
@@ -308,6 +313,45 @@ pub async fn resolve(
                         .unwrap_or_else(|| "kubernetes".into()),
                     role: kubernetes.role.clone(),
                     jwt,
+                }
+            } else if let Some(jwt) = &auth.jwt {
+                let jwt_field = format!("{field}.jwt");
+                let source = match (&jwt.secret_ref, &jwt.kubernetes_service_account_token) {
+                    (Some(selector), None) => fixed_source(
+                        reader
+                            .value(selector, &format!("{jwt_field}.secretRef"))
+                            .await?,
+                    ),
+                    (None, Some(token)) => {
+                        let account_field =
+                            format!("{jwt_field}.kubernetesServiceAccountToken.serviceAccountRef");
+                        let mut account = token.service_account_ref.clone();
+                        let namespace =
+                            reader.namespace_of(account.namespace.as_deref(), &account_field)?;
+                        if let Some(audiences) = &token.audiences {
+                            account.audiences = audiences.clone();
+                        }
+                        if account.audiences.is_empty() {
+                            account.audiences = vec![VAULT_AUDIENCE.to_string()];
+                        }
+                        token_request_source(
+                            kube.clone(),
+                            format!("{store}: {account_field}"),
+                            namespace,
+                            account,
+                            token.expiration_seconds,
+                        )
+                    }
+                    _ => {
+                        return Err(ProviderError::Config(format!(
+                            "{store}: {jwt_field}: set exactly one of secretRef, kubernetesServiceAccountToken"
+                        )));
+                    }
+                };
+                VaultLogin::Jwt {
+                    mount: jwt.path.clone().unwrap_or_else(|| "jwt".into()),
+                    role: jwt.role.clone(),
+                    jwt: source,
                 }
             } else {
                 return Err(ProviderError::Config(format!(
@@ -328,14 +372,15 @@ pub async fn resolve(
     })
 }
 
-/// Tokens of a named ServiceAccount, from the TokenRequest API (10 minutes each).
-/// `field` (`{store}: spec...serviceAccountRef`) starts every error message; a
-/// missing ServiceAccount is a configuration error.
+/// Tokens of a named ServiceAccount, from the TokenRequest API (`expiration`
+/// seconds each, 10 minutes by default). `field` (`{store}: spec...serviceAccountRef`)
+/// starts every error message; a missing ServiceAccount is a configuration error.
 fn token_request_source(
     kube: kube::Client,
     field: String,
     namespace: String,
     account: ServiceAccountSelector,
+    expiration: Option<i64>,
 ) -> JwtSource {
     Arc::new(move || {
         let kube = kube.clone();
@@ -347,7 +392,7 @@ fn token_request_source(
             let request = TokenRequest {
                 spec: TokenRequestSpec {
                     audiences: account.audiences.clone(),
-                    expiration_seconds: Some(600),
+                    expiration_seconds: Some(expiration.unwrap_or(600)),
                     ..Default::default()
                 },
                 ..Default::default()
@@ -380,6 +425,14 @@ fn token_request_source(
                 })?;
             Ok(SecretString::from(token))
         })
+    })
+}
+
+/// A JWT read once from a Secret (the store is rebuilt when the Secret changes).
+fn fixed_source(jwt: SecretString) -> JwtSource {
+    Arc::new(move || {
+        let jwt = jwt.clone();
+        Box::pin(async move { Ok(jwt) })
     })
 }
 

@@ -64,6 +64,8 @@ pub struct RemoteKey {
     pub key: String,
     /// AWS version stage or `uuid:<version id>`; Vault KV v2 version number.
     pub version: Option<String>,
+    /// Read the secret's custom metadata instead of its data (ESO's `metadataPolicy: Fetch`).
+    pub metadata: bool,
 }
 
 impl RemoteKey {
@@ -71,6 +73,15 @@ impl RemoteKey {
         Self {
             key: key.into(),
             version,
+            metadata: false,
+        }
+    }
+
+    /// The custom metadata of `key` (a JSON object of strings).
+    pub fn metadata_of(key: impl Into<String>) -> Self {
+        Self {
+            metadata: true,
+            ..Self::new(key, None)
         }
     }
 }
@@ -78,9 +89,13 @@ impl RemoteKey {
 impl fmt::Display for RemoteKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.version {
-            Some(version) => write!(f, "{} (version {version})", self.key),
-            None => f.write_str(&self.key),
+            Some(version) => write!(f, "{} (version {version})", self.key)?,
+            None => f.write_str(&self.key)?,
         }
+        if self.metadata {
+            f.write_str(" (metadata)")?;
+        }
+        Ok(())
     }
 }
 
@@ -205,6 +220,19 @@ pub trait Provider: Send + Sync {
                 )));
             }
             read_listed(self, names).await
+        })
+    }
+
+    /// The custom metadata of a secret, as a JSON object (`metadataPolicy: Fetch`).
+    fn get_metadata<'a>(
+        &'a self,
+        key: &'a RemoteKey,
+    ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Config(format!(
+                "{key}: metadataPolicy Fetch needs a Vault KV v2 store; {} stores keep no custom metadata to read",
+                self.kind()
+            )))
         })
     }
 

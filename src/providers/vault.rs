@@ -85,6 +85,12 @@ pub enum VaultLogin {
         role: String,
         jwt: JwtSource,
     },
+    /// The `jwt` auth method; `role` unset uses the method's `default_role`.
+    Jwt {
+        mount: String,
+        role: Option<String>,
+        jwt: JwtSource,
+    },
 }
 
 impl VaultLogin {
@@ -94,6 +100,7 @@ impl VaultLogin {
             Self::AppRole { .. } => "appRole",
             Self::UserPass { .. } => "userPass",
             Self::Kubernetes { .. } => "kubernetes",
+            Self::Jwt { .. } => "jwt",
         }
     }
 }
@@ -296,6 +303,16 @@ impl VaultKv {
                     mount.trim_matches('/'),
                     role,
                     jwt.expose_secret(),
+                )
+                .await
+            }
+            VaultLogin::Jwt { mount, role, jwt } => {
+                let jwt = jwt().await?;
+                vaultrs::auth::oidc::login(
+                    &anonymous.0,
+                    mount.trim_matches('/'),
+                    jwt.expose_secret(),
+                    role.clone(),
                 )
                 .await
             }
@@ -555,10 +572,10 @@ impl VaultKv {
         secret_data(data, &key.key)
     }
 
-    /// Keys below `path` (recursively), relative to the mount.
-    async fn list_recursive(&self) -> Result<Vec<String>, ProviderError> {
+    /// Keys below the folder `start` (`""` or ending in `/`), recursively, relative to the mount.
+    async fn list_recursive(&self, start: String) -> Result<Vec<String>, ProviderError> {
         let mut found = Vec::new();
-        let mut folders = vec![(String::new(), 0usize)];
+        let mut folders = vec![(start, 0usize)];
         let mount = self.mount.as_str();
         let kv_version = self.version;
         while let Some((folder, depth)) = folders.pop() {
@@ -605,21 +622,66 @@ impl VaultKv {
         Ok(found)
     }
 
-    async fn tags_match(&self, path: &str, query: &FindQuery) -> Result<bool, ProviderError> {
+    /// A KV v2 secret's custom metadata (keys and values are not secret; Vault shows them
+    /// to anyone who may list).
+    async fn custom_metadata(
+        &self,
+        path: &str,
+    ) -> Result<std::collections::HashMap<String, String>, ProviderError> {
         let mount = self.mount.as_str();
         let metadata = self
             .authed(path, |client| async move {
                 vaultrs::kv2::read_metadata(&client.0, mount, path).await
             })
             .await?;
-        let custom = metadata.custom_metadata.unwrap_or_default();
+        Ok(metadata.custom_metadata.unwrap_or_default())
+    }
+
+    async fn tags_match(&self, path: &str, query: &FindQuery) -> Result<bool, ProviderError> {
+        let custom = self.custom_metadata(path).await?;
         Ok(query.tags.iter().all(|(k, v)| custom.get(k) == Some(v)))
+    }
+
+    /// The folder `find.path` names, relative to the mount, with a trailing `/`.
+    fn find_folder(&self, path: Option<&str>) -> Result<String, ProviderError> {
+        let Some(path) = path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) else {
+            return Ok(String::new());
+        };
+        let relative = self.relative_path(path).map_err(|_| {
+            ProviderError::Config(format!("find.path {path:?}: not a folder inside the mount"))
+        })?;
+        Ok(format!("{relative}/"))
     }
 }
 
 impl Provider for VaultKv {
     fn kind(&self) -> &'static str {
         "vault"
+    }
+
+    fn get_metadata<'a>(
+        &'a self,
+        key: &'a RemoteKey,
+    ) -> BoxFuture<'a, Result<SecretValue, ProviderError>> {
+        Box::pin(async move {
+            if self.version == VaultKvVersion::V1 {
+                return Err(ProviderError::Config(format!(
+                    "{key}: metadataPolicy Fetch needs KV version 2 (custom metadata)"
+                )));
+            }
+            let path = self.relative_path(&key.key)?;
+            let custom = self.custom_metadata(path).await.map_err(|e| match e {
+                ProviderError::NotFound { .. } => ProviderError::NotFound {
+                    key: key.to_string(),
+                },
+                other => other,
+            })?;
+            let json = serde_json::to_vec(&custom).map_err(|e| ProviderError::Value {
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
+            Ok(SecretValue::new(json))
+        })
     }
 
     fn validate(&self) -> BoxFuture<'_, Result<(), ProviderError>> {
@@ -653,8 +715,9 @@ impl Provider for VaultKv {
                 ));
             }
             let pattern = query.name_pattern()?;
+            let folder = self.find_folder(query.path.as_deref())?;
             let mut names: Vec<String> = self
-                .list_recursive()
+                .list_recursive(folder)
                 .await?
                 .into_iter()
                 .filter(|p| pattern.as_ref().is_none_or(|re| re.is_match(p)))

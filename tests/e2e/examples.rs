@@ -94,10 +94,11 @@ async fn readme_tour_runs_against_sigil_dev() {
         "correct-horse",                                       // the Secret the controller wrote
         "ScopeMismatch",                                       // the copied value was refused
         "postgres://shop:battery-horse@db.internal:5432/shop", // the ExternalSecret's Secret
-        "Secret/oops",            // sigil scan found the plaintext Secret
-        "main@sha1:",             // the GitSource's revision
-        "tr0ub4dor",              // the sealed secret synced from Git, opened
-        "sigil_reconciles_total", // metrics
+        "Secret/oops",                  // sigil scan found the plaintext Secret
+        "main@sha1:",                   // the GitSource's revision
+        "tr0ub4dor",                    // the sealed secret synced from Git, opened
+        "correct-horse-battery-staple", // the SOPS Secret synced from Git, decrypted
+        "sigil_reconciles_total",       // metrics
     ] {
         assert!(
             run.stdout.contains(expected),
@@ -105,7 +106,12 @@ async fn readme_tour_runs_against_sigil_dev() {
             run.stdout
         );
     }
-    for plaintext in ["correct-horse", "tr0ub4dor", "battery-horse"] {
+    for plaintext in [
+        "correct-horse",
+        "tr0ub4dor",
+        "battery-horse",
+        "battery-staple",
+    ] {
         assert!(
             !dev.log().contains(plaintext),
             "sigil dev logged a plaintext value"

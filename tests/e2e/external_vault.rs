@@ -556,6 +556,101 @@ mod controller {
     }
 
     #[tokio::test]
+    async fn find_by_path_and_name_regexp_and_metadata_in_templates() {
+        let bao = OpenBao::start().await;
+        bao.put_v2("app/team-a/db", serde_json::json!({"password": "a-db"}))
+            .await;
+        bao.put_v2(
+            "app/team-a/nested/cache",
+            serde_json::json!({"url": "redis://a"}),
+        )
+        .await;
+        bao.put_v2("app/team-b/db", serde_json::json!({"password": "b-db"}))
+            .await;
+        bao.put_v2("other/db", serde_json::json!({"password": "o-db"}))
+            .await;
+        bao.set_custom_metadata(
+            "app/team-a/db",
+            serde_json::json!({"owner": "alice", "rotated": "2026-12-01"}),
+        )
+        .await;
+        let (proxy, env) = approle_kv2_store(&bao, "1h").await;
+        es(
+            &env,
+            "by-path",
+            "kv2",
+            "  dataFrom:\n    - find: {path: app/team-a}\n",
+        )
+        .await;
+        es(
+            &env,
+            "by-name",
+            "kv2",
+            "  dataFrom:\n    - find: {path: app, name: {regexp: \"/db$\"}}\n",
+        )
+        .await;
+        es(
+            &env,
+            "with-metadata",
+            "kv2",
+            "  refreshInterval: 1s\n  target:\n    template:\n      data:\n        summary: \"{{ .password }} owned by {{ .owner }}\"\n  data:\n    - secretKey: password\n      remoteRef: {key: app/team-a/db, property: password}\n    - secretKey: owner\n      remoteRef: {key: app/team-a/db, property: owner, metadataPolicy: Fetch}\n  dataFrom:\n    - extract: {key: app/team-a/db, metadataPolicy: Fetch}\n",
+        )
+        .await;
+        es(
+            &env,
+            "escaping",
+            "kv2",
+            "  dataFrom:\n    - find: {path: ../sys}\n",
+        )
+        .await;
+        for name in ["by-path", "by-name", "with-metadata"] {
+            env.wait_condition("app", name, "True", Duration::from_secs(30))
+                .await;
+        }
+        let by_path = env.secret_data("app", "by-path").await.expect("Secret");
+        let keys: Vec<&str> = by_path.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["app_team-a_db", "app_team-a_nested_cache"]);
+        assert_eq!(by_path["app_team-a_db"], r#"{"password":"a-db"}"#);
+        assert_eq!(by_path["app_team-a_nested_cache"], r#"{"url":"redis://a"}"#);
+        let by_name = env.secret_data("app", "by-name").await.expect("Secret");
+        let keys: Vec<&str> = by_name.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["app_team-a_db", "app_team-b_db"],
+            "other/db is outside the path"
+        );
+        let meta = env
+            .secret_data("app", "with-metadata")
+            .await
+            .expect("Secret");
+        let keys: Vec<&str> = meta.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["summary"], "a template keeps only its keys");
+        assert_eq!(meta["summary"], "a-db owned by alice");
+        // Only the searched folders were listed, never the mount's root or `other/`.
+        let counts = proxy.counts();
+        assert!(
+            counts
+                .keys()
+                .all(|request| !request.contains("/metadata/other")
+                    && !request.ends_with("/v1/secret/metadata/")),
+            "{counts:?}"
+        );
+        let refused = env
+            .wait_condition("app", "escaping", "False", Duration::from_secs(20))
+            .await;
+        let (_, message) = ready_reason(&refused);
+        assert!(message.contains("find.path"), "{message}");
+        // Metadata changes reach the template like data changes.
+        bao.set_custom_metadata("app/team-a/db", serde_json::json!({"owner": "bob"}))
+            .await;
+        wait_for("new owner", Duration::from_secs(15), || async {
+            let data = env.secret_data("app", "with-metadata").await?;
+            (data["summary"] == "a-db owned by bob").then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_revoked_token_is_replaced_before_any_refresh_fails() {
         let bao = OpenBao::start().await;
         bao.put_v2("app/api", serde_json::json!({"key": "k-0"}))

@@ -224,3 +224,130 @@ async fn vault_namespaces_scope_reads() {
     let missing = kv(spec(Some("team-b")), root(&bao));
     assert!(missing.get(&key).await.is_err(), "no such namespace");
 }
+
+/// OpenBao's `jwt` auth method trusting the embedded API server's ServiceAccount
+/// signing key (`jwt_validation_pubkeys`, as for a cluster whose issuer Vault
+/// cannot reach), with a role bound to `system:serviceaccount:app:reader`.
+async fn jwt_auth(bao: &OpenBao, env: &Env) {
+    let server = &env._cluster.server;
+    bao.enable_auth("jwt", "jwt").await;
+    bao.root(
+        "POST",
+        "auth/jwt/config",
+        json!({
+            "jwt_validation_pubkeys": [server.service_account_public_key_pem()],
+            "bound_issuer": "https://kubernetes.default.svc.cluster.local",
+        }),
+    )
+    .await;
+    bao.root(
+        "POST",
+        "auth/jwt/role/sigil",
+        json!({
+            "role_type": "jwt",
+            "bound_audiences": ["vault"],
+            "bound_subject": "system:serviceaccount:app:reader",
+            "user_claim": "sub",
+            "token_policies": ["reader"],
+            "token_ttl": "1h",
+        }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwt_auth_logs_in_with_service_account_tokens_and_with_a_jwt_in_a_secret() {
+    let bao = OpenBao::start().await;
+    bao.put_v2("app/db", json!({"password": "jwt-pw"})).await;
+    let env = external::start(|_| {}).await;
+    env.namespace("app", &[]).await;
+    service_account(&env, "app", "reader").await;
+    service_account(&env, "app", "stranger").await;
+    jwt_auth(&bao, &env).await;
+    // A token made outside sigil, kept in a Secret (ESO's `jwt.secretRef`).
+    let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), "app");
+    let request = k8s_openapi::api::authentication::v1::TokenRequest {
+        spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+            audiences: vec!["vault".into()],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request("reader", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token")
+        .token;
+    env.secret("app", "reader-jwt", &[("jwt", &token)]).await;
+    let stores = [
+        (
+            "by-reader",
+            "kubernetesServiceAccountToken:\n            serviceAccountRef: {name: reader}\n            audiences: [vault]\n            expirationSeconds: 900",
+        ),
+        (
+            "by-default-audience",
+            "kubernetesServiceAccountToken:\n            serviceAccountRef: {name: reader}",
+        ),
+        ("by-secret", "secretRef: {name: reader-jwt, key: jwt}"),
+        (
+            "by-stranger",
+            "kubernetesServiceAccountToken:\n            serviceAccountRef: {name: stranger}",
+        ),
+    ];
+    for (store, source) in stores {
+        env.apply::<SecretStore>(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata: {{name: {store}, namespace: app}}\nspec:\n  provider:\n    vault:\n      server: {}\n      path: secret\n      auth:\n        jwt:\n          path: jwt\n          role: sigil\n          {source}\n",
+            bao.address
+        ))
+        .await;
+        env.apply::<sigil::api::ExternalSecret>(&format!(
+            "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata: {{name: {store}, namespace: app}}\nspec:\n  secretStoreRef: {{name: {store}}}\n  data:\n    - secretKey: password\n      remoteRef: {{key: app/db, property: password}}\n"
+        ))
+        .await;
+    }
+    for store in ["by-reader", "by-default-audience", "by-secret"] {
+        env.wait_condition("app", store, "True", Duration::from_secs(30))
+            .await;
+        assert_eq!(
+            env.secret_data("app", store).await.expect("Secret")["password"],
+            "jwt-pw",
+            "{store}"
+        );
+    }
+    // The cluster signed `stranger`'s token too, but the role's subject is `reader`.
+    let refused = env
+        .wait_condition("app", "by-stranger", "False", Duration::from_secs(30))
+        .await;
+    let (reason, message) = ready_reason(&refused);
+    assert!(
+        reason != "SecretSynced" && message.contains("authentication failed: Vault login (jwt)"),
+        "{reason}: {message}"
+    );
+    assert!(!message.contains(&token), "no token in the condition");
+    assert!(env.get_secret("app", "by-stranger").await.is_none());
+    // Logged in through the jwt method: the tokens' metadata carry the role.
+    let accessors = bao
+        .root("LIST", "auth/token/accessors", serde_json::Value::Null)
+        .await;
+    let mut jwt_logins = 0;
+    for accessor in accessors["data"]["keys"].as_array().expect("accessors") {
+        let token = bao
+            .root(
+                "POST",
+                "auth/token/lookup-accessor",
+                json!({ "accessor": accessor }),
+            )
+            .await;
+        if token["data"]["path"] == "auth/jwt/login" {
+            assert_eq!(token["data"]["meta"]["role"], "sigil", "{token}");
+            jwt_logins += 1;
+        }
+    }
+    assert!(
+        jwt_logins >= 3,
+        "{jwt_logins} tokens issued through jwt auth"
+    );
+}

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
+use sigil::api::ExternalSecret;
 use sigil::api::git_source::GitSource;
 use sigil::api::sealed_secret::SealedSecret;
 use sigil::api::sync::ManifestSync;
-use sigil::api::{ExternalSecret, SecretStore};
 
 use kube_devserver::testing::poll;
 
@@ -263,27 +263,7 @@ async fn metrics_after_an_end_to_end_run_are_openmetrics_with_every_series() {
         &[],
     )
     .await;
-    let credentials: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "aws-credentials", "namespace": "apps"},
-        "stringData": {"access-key": moto::ACCESS_KEY_ID, "secret-key": moto::SECRET_ACCESS_KEY}
-    }))
-    .expect("a Secret");
-    Api::<Secret>::namespaced(client.clone(), "apps")
-        .create(&PostParams::default(), &credentials)
-        .await
-        .expect("create the credentials");
-    let store: SecretStore = sigil::yaml::from_str(&format!(
-        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: apps\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {}\n      endpoint: {}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
-        moto::REGION,
-        moto.endpoint
-    ))
-    .expect("a SecretStore");
-    Api::<SecretStore>::namespaced(client.clone(), "apps")
-        .create(&PostParams::default(), &store)
-        .await
-        .expect("create the SecretStore");
+    moto::create_store(&client, "apps", &moto.endpoint).await;
     let external: ExternalSecret = sigil::yaml::from_str(
         "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata:\n  name: db\n  namespace: apps\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: aws, kind: SecretStore}\n  target: {name: db-from-aws}\n  data:\n    - secretKey: password\n      remoteRef: {key: prod/metrics/db, property: password}\n",
     )

@@ -104,3 +104,24 @@ fn unparsable_files_fail_the_scan() {
     assert!(run.stderr.contains("bad.yaml:1"), "{}", run.stderr);
     assert!(run.stderr.contains("could not be parsed"), "{}", run.stderr);
 }
+
+#[test]
+fn sops_encrypted_secrets_are_not_plaintext_unless_a_value_was_left_clear() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sops");
+    let run = scan(&example, &["."]);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    let encrypted =
+        std::fs::read_to_string(example.join("db-credentials.sops.yaml")).expect("example");
+    let start = encrypted.find("    username: ENC[").expect("username");
+    let end = start + encrypted[start..].find('\n').expect("line end");
+    let half = format!(
+        "{}    username: app{}",
+        &encrypted[..start],
+        &encrypted[end..]
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    write(tmp.path(), "secrets/db.sops.yaml", &half);
+    let run = scan(tmp.path(), &["."]);
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "secrets/db.sops.yaml:1 Secret/db-credentials\n");
+}

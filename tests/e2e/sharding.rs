@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::Value;
+use sigil::api::ExternalSecret;
 use sigil::api::git_source::GitSource;
 use sigil::api::sync::ManifestSync;
-use sigil::api::{ExternalSecret, SecretStore};
 use sigil::controller::Shard;
 
 use crate::ha::{APPS, Replica, dev_without_controller, wait_for_holder};
@@ -393,27 +393,7 @@ async fn two_shards_split_the_external_secrets() {
         )
         .await;
     }
-    let credentials: Secret = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "aws-credentials", "namespace": APPS},
-        "stringData": {"access-key": moto::ACCESS_KEY_ID, "secret-key": moto::SECRET_ACCESS_KEY}
-    }))
-    .expect("a Secret");
-    Api::<Secret>::namespaced(client.clone(), APPS)
-        .create(&PostParams::default(), &credentials)
-        .await
-        .expect("create the credentials");
-    let store: SecretStore = sigil::yaml::from_str(&format!(
-        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: {APPS}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {}\n      endpoint: {}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
-        moto::REGION,
-        moto.endpoint
-    ))
-    .expect("a SecretStore");
-    Api::<SecretStore>::namespaced(client.clone(), APPS)
-        .create(&PostParams::default(), &store)
-        .await
-        .expect("create the SecretStore");
+    moto::create_store(&client, APPS, &moto.endpoint).await;
     for name in &names {
         let external: ExternalSecret = sigil::yaml::from_str(&format!(
             "apiVersion: sigil.dev/v1alpha1\nkind: ExternalSecret\nmetadata:\n  name: {name}\n  namespace: {APPS}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws, kind: SecretStore}}\n  target: {{name: {name}}}\n  data:\n    - secretKey: value\n      remoteRef: {{key: sharded/{name}}}\n"

@@ -33,9 +33,14 @@ pub fn from_str<T: DeserializeOwned>(input: &str) -> Result<T, YamlError> {
 
 /// Parses a multi-document YAML stream into JSON values, dropping empty documents.
 pub fn documents(input: &str) -> Result<Vec<serde_json::Value>, YamlError> {
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(input, options())
-        .map_err(|e| YamlError::Parse(e.to_string()))?;
+    let docs: Vec<serde_json::Value> = documents_as(input)?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Parses every document of a multi-document YAML stream as a `T`.
+pub fn documents_as<T: DeserializeOwned>(input: &str) -> Result<Vec<T>, YamlError> {
+    serde_saphyr::from_multiple_with_options(input, options())
+        .map_err(|e| YamlError::Parse(e.to_string()))
 }
 
 /// Writes one value as a YAML document (no leading `---`).

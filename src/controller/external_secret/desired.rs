@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use zeroize::Zeroizing;
 
 use super::template::Template;
-use crate::api::external_secret::{ExternalSecretSpec, FindRef, RemoteRef};
+use crate::api::external_secret::{ExternalSecretSpec, FindRef, MetadataPolicy, RemoteRef};
 use crate::providers::{FindQuery, ProviderError, RemoteKey, SecretValue, property};
 
 /// Kubernetes' limit on a Secret's total size.
@@ -42,7 +42,10 @@ pub enum BuildError {
 
 /// The key and version to read for a remote ref.
 pub fn remote_key(remote: &RemoteRef) -> RemoteKey {
-    RemoteKey::new(remote.key.clone(), remote.version.clone())
+    RemoteKey {
+        metadata: remote.metadata_policy == Some(MetadataPolicy::Fetch),
+        ..RemoteKey::new(remote.key.clone(), remote.version.clone())
+    }
 }
 
 pub fn find_query(find: &FindRef) -> FindQuery {
@@ -316,6 +319,7 @@ mod tests {
                 key: key.into(),
                 property: property.map(str::to_string),
                 version: None,
+                metadata_policy: None,
             },
         }
     }

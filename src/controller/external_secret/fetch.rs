@@ -242,6 +242,9 @@ pub async fn read_store(
     if room > 0 && !to_read.is_empty() {
         to_read.extend(cache.oldest(store, room, &queued));
     }
+    // Metadata is read key by key (no backend batches it).
+    let (metadata, to_read): (Vec<RemoteKey>, Vec<RemoteKey>) =
+        to_read.into_iter().partition(|key| key.metadata);
     let reads: Vec<_> = to_read
         .chunks(batch)
         .map(|chunk| async move {
@@ -250,10 +253,15 @@ pub async fn read_store(
             chunk.iter().cloned().zip(results).collect::<Vec<_>>()
         })
         .collect();
-    let answers: Vec<Vec<(RemoteKey, ValueResult)>> = futures::stream::iter(reads)
+    let mut answers: Vec<Vec<(RemoteKey, ValueResult)>> = futures::stream::iter(reads)
         .buffer_unordered(PARALLEL_REQUESTS)
         .collect()
         .await;
+    for key in metadata {
+        limiter.acquire().await;
+        let result = provider.get_metadata(&key).await;
+        answers.push(vec![(key, result)]);
+    }
     if let Ok(mut shared) = cache.values.lock() {
         for (key, result) in answers.iter().flatten() {
             shared.insert((store.clone(), key.clone()), (now, result.clone()));
@@ -269,6 +277,40 @@ pub async fn read_store(
         if let Ok(mut shared) = cache.finds.lock() {
             shared.insert((store.clone(), query.clone()), (now, result.clone()));
         }
+        values.found.insert(query, result);
+    }
+    values
+}
+
+/// Reads as External Secrets Operator does, for comparison (`--per-object-reads`):
+/// every key of every ExternalSecret in a request of its own, with nothing
+/// deduplicated, batched, shared between rounds or read ahead.
+pub async fn read_each(
+    provider: &dyn Provider,
+    limiter: &RateLimiter,
+    needs: &[Needs],
+) -> StoreValues {
+    let keys: Vec<RemoteKey> = needs.iter().flat_map(|need| need.keys.clone()).collect();
+    let reads = keys.into_iter().map(|key| async move {
+        limiter.acquire().await;
+        let mut results = provider.get_many(std::slice::from_ref(&key)).await;
+        let result = results
+            .pop()
+            .unwrap_or_else(|| Err(ProviderError::Backend(format!("{key}: no result returned"))));
+        (key, result)
+    });
+    let answers: Vec<(RemoteKey, ValueResult)> = futures::stream::iter(reads)
+        .buffer_unordered(PARALLEL_REQUESTS)
+        .collect()
+        .await;
+    let mut values = StoreValues {
+        fetched: answers.into_iter().collect(),
+        found: FoundValues::new(),
+    };
+    let queries: Vec<FindQuery> = needs.iter().flat_map(|need| need.finds.clone()).collect();
+    for query in queries {
+        limiter.acquire().await;
+        let result = provider.find(&query).await;
         values.found.insert(query, result);
     }
     values
@@ -406,6 +448,18 @@ mod tests {
         read_store(&provider, &store, &cache, &limiter, &forced, &[]).await;
         assert_eq!(provider.requests.load(Ordering::SeqCst), 3);
         assert_eq!(provider.keys.load(Ordering::SeqCst), 30 + 20);
+    }
+
+    #[tokio::test]
+    async fn per_object_reads_cost_one_request_per_key_of_each_external_secret() {
+        let provider = Counting::default();
+        let limiter = RateLimiter::new(10_000);
+        let now = Instant::now();
+        let all: Vec<Needs> = (0..1000).map(|i| needs(&[i % 100], now)).collect();
+        let values = read_each(&provider, &limiter, &all).await;
+        assert_eq!(provider.requests.load(Ordering::SeqCst), 1000);
+        assert_eq!(provider.keys.load(Ordering::SeqCst), 1000);
+        assert_eq!(values.fetched.len(), 100);
     }
 
     #[test]

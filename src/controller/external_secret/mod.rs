@@ -17,6 +17,8 @@
 pub mod desired;
 pub mod fetch;
 pub mod hmac;
+#[cfg(test)]
+mod mocked_api;
 pub mod round;
 pub mod scheduler;
 pub mod status;

@@ -42,6 +42,8 @@ impl ControllerProcess {
             .args(args)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info")
+            // Its Git cache and render copies, which a SIGKILL leaves behind, go with the test's dir.
+            .env("TMPDIR", dir)
             .env_remove("KUBECONFIG")
             .stdout(std::process::Stdio::null())
             .stderr(stderr)

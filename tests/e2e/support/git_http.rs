@@ -1,10 +1,12 @@
 //! Smart HTTP for Git: `git http-backend` run as CGI behind a small axum server on a loopback
 //! port, over TLS with a test CA, with HTTP basic auth (or `Authorization: Bearer PASSWORD`). Counts the pack requests (`command=fetch`) it served.
+//! It can be stopped (connections refused) and started again on the same address.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,6 +29,8 @@ pub struct GitHttpServer {
     /// PEM of the CA that signed the server's certificate (for a GitSource Secret's `ca.crt`).
     pub ca_pem: String,
     shared: Arc<Shared>,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,19 +68,35 @@ impl GitHttpServer {
         .await
         .expect("TLS config");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("address");
-        let app = axum::Router::new().fallback(cgi).with_state(shared.clone());
-        let server = axum_server::from_tcp_rustls(listener, tls).expect("TLS server");
-        let task = tokio::spawn(async move {
-            let _ = server.serve(app.into_make_service()).await;
-        });
+        let (handle, task) = serve(listener, &tls, &shared);
         Self {
             addr,
             ca_pem,
             shared,
+            tls,
+            handle,
             task,
         }
+    }
+
+    /// Stops serving: open connections are closed, new ones refused.
+    pub fn stop(&mut self) {
+        self.handle.shutdown();
+        self.task.abort();
+    }
+
+    /// Serves again on the same address (after [`GitHttpServer::stop`]).
+    pub async fn restart(&mut self) {
+        let addr = self.addr;
+        let listener = kube_devserver::testing::poll(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async move { std::net::TcpListener::bind(addr).ok() },
+        )
+        .await
+        .unwrap_or_else(|| panic!("{addr} stays taken"));
+        (self.handle, self.task) = serve(listener, &self.tls, &self.shared);
     }
 
     pub fn url(&self, repo: &str) -> String {
@@ -96,8 +116,25 @@ impl GitHttpServer {
 
 impl Drop for GitHttpServer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
+}
+
+fn serve(
+    listener: std::net::TcpListener,
+    tls: &axum_server::tls_rustls::RustlsConfig,
+    shared: &Arc<Shared>,
+) -> (axum_server::Handle<SocketAddr>, tokio::task::JoinHandle<()>) {
+    listener.set_nonblocking(true).expect("non-blocking");
+    let app = axum::Router::new().fallback(cgi).with_state(shared.clone());
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls.clone())
+        .expect("TLS server")
+        .handle(handle.clone());
+    let task = tokio::spawn(async move {
+        let _ = server.serve(app.into_make_service()).await;
+    });
+    (handle, task)
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
@@ -48,36 +48,57 @@ pub struct Moto {
 impl Moto {
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let moto = Self {
-            child,
+        let mut moto = Self {
+            child: spawn(port),
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let http = crate::support::http::client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = http
-                .get(format!("{}/moto-api/", moto.endpoint))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer on {} within 30s",
-                moto.endpoint
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        moto.wait_up().await;
         moto
+    }
+
+    /// Kills the server (by pid): the endpoint refuses connections until [`Moto::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a new server on the same port (an empty one: moto keeps its secrets in memory).
+    pub async fn restart(&mut self) {
+        self.stop();
+        let port = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("moto endpoint port");
+        self.child = spawn(port);
+        self.wait_up().await;
+    }
+
+    async fn wait_up(&mut self) {
+        let http = crate::support::http::client();
+        let url = format!("{}/moto-api/", self.endpoint);
+        let up = kube_devserver::testing::poll(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                let answer = http
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .ok()?;
+                answer.status().is_success().then_some(())
+            },
+        )
+        .await;
+        if up.is_none() {
+            let exited = self.child.try_wait().ok().flatten();
+            panic!(
+                "moto_server did not answer on {} within 30s (exited: {exited:?})",
+                self.endpoint
+            );
+        }
     }
 
     /// A Secrets Manager client for seeding and rotating values.
@@ -89,6 +110,15 @@ impl Moto {
     pub async fn ssm(&self) -> aws_sdk_ssm::Client {
         ssm_for(&self.endpoint).await
     }
+}
+
+fn spawn(port: u16) -> Child {
+    Command::new(tool("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts")
 }
 
 impl Drop for Moto {
@@ -181,6 +211,47 @@ pub async fn create_binary(client: &Client, name: &str, value: &[u8]) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("create secret {name}: {e:?}"));
+}
+
+/// Puts a new current version, creating the secret when it does not exist (a restarted moto).
+pub async fn upsert(client: &Client, name: &str, value: &str) {
+    let exists = client
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .is_ok();
+    if exists {
+        put(client, name, value).await;
+    } else {
+        create(client, name, value, &[]).await;
+    }
+}
+
+/// Creates, in `namespace`, the Secret `aws-credentials` with the dummy credentials and the
+/// SecretStore `aws` for the Secrets Manager at `endpoint` that signs with them.
+pub async fn create_store(client: &kube::Client, namespace: &str, endpoint: &str) {
+    use kube::api::{Api, PostParams};
+    let credentials: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "aws-credentials", "namespace": namespace},
+            "stringData": {"access-key": ACCESS_KEY_ID, "secret-key": SECRET_ACCESS_KEY}
+        }))
+        .expect("a Secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &credentials)
+        .await
+        .expect("create the credentials");
+    let store: sigil::api::SecretStore = sigil::yaml::from_str(&format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: SecretStore\nmetadata:\n  name: aws\n  namespace: {namespace}\nspec:\n  provider:\n    aws:\n      service: SecretsManager\n      region: {REGION}\n      endpoint: {endpoint}\n      auth:\n        secretRef:\n          accessKeyIDSecretRef: {{name: aws-credentials, key: access-key}}\n          secretAccessKeySecretRef: {{name: aws-credentials, key: secret-key}}\n",
+    ))
+    .expect("a SecretStore");
+    Api::<sigil::api::SecretStore>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &store)
+        .await
+        .expect("create the SecretStore");
 }
 
 /// Puts a new current version.

@@ -1,12 +1,13 @@
 //! Objects the HA, sharding and metrics tests give the controllers to reconcile, made the way a
 //! user makes them (`sigil seal` against the cluster), and waits for their results.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::Api;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube_devserver::testing::wait_for;
 use sigil::api::sealed_secret::SealedSecret;
 
@@ -57,9 +58,47 @@ pub async fn create_sealed_secret(
     name: &str,
     value: &str,
 ) -> SealedSecret {
-    let manifest = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: {value}\n"
-    );
+    let sealed = seal(kubeconfig, namespace, name, &[("value", value)]).await;
+    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), &sealed)
+        .await
+        .unwrap_or_else(|e| panic!("create SealedSecret {namespace}/{name}: {e}"))
+}
+
+/// Seals the Secret `namespace/name` with `data` and creates or replaces the SealedSecret (by
+/// server-side apply).
+pub async fn apply_sealed_secret(
+    client: &kube::Client,
+    kubeconfig: &Path,
+    namespace: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) -> SealedSecret {
+    let sealed = seal(kubeconfig, namespace, name, data).await;
+    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&sealed),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply SealedSecret {namespace}/{name}: {e}"))
+}
+
+/// `sigil seal` of the Secret `namespace/name` with `data`, to the recipients of the cluster of
+/// `kubeconfig`.
+pub async fn seal(
+    kubeconfig: &Path,
+    namespace: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) -> SealedSecret {
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+    });
     let mut seal = tokio::process::Command::new(env!("CARGO_BIN_EXE_sigil"))
         .args(["seal", "-o", "json", "--kubeconfig"])
         .arg(kubeconfig)
@@ -72,7 +111,7 @@ pub async fn create_sealed_secret(
         use tokio::io::AsyncWriteExt;
         let mut stdin = seal.stdin.take().expect("stdin");
         stdin
-            .write_all(manifest.as_bytes())
+            .write_all(secret.to_string().as_bytes())
             .await
             .expect("write the Secret");
     }
@@ -82,11 +121,7 @@ pub async fn create_sealed_secret(
         "sigil seal: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let sealed: SealedSecret = serde_json::from_slice(&out.stdout).expect("a SealedSecret");
-    let api: Api<SealedSecret> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &sealed)
-        .await
-        .unwrap_or_else(|e| panic!("create SealedSecret {namespace}/{name}: {e}"))
+    serde_json::from_slice(&out.stdout).expect("a SealedSecret")
 }
 
 /// The Secret `namespace/name` if it exists.
