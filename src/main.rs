@@ -52,9 +52,9 @@ enum Command {
         after_help = "Examples:\n  sigil fetch-key > recipients.txt\n  sigil seal --recipients-file recipients.txt < secret.yaml"
     )]
     FetchKey(cli::fetch_key::Args),
-    /// Open SealedSecrets with an identity file, print the Secrets (disaster recovery).
+    /// Open SealedSecrets or SOPS files with an identity file (disaster recovery).
     #[command(
-        after_help = "Examples:\n  sigil unseal --identity recovery.key < sealed.yaml\n  sigil unseal -i recovery.key -f sealed.yaml -o json"
+        after_help = "Examples:\n  sigil unseal --identity recovery.key < sealed.yaml\n  sigil unseal -i recovery.key -f sealed.yaml -o json\n  sigil unseal -i age.agekey -f secret.sops.yaml"
     )]
     Unseal(cli::unseal::Args),
     /// Re-seal SealedSecret files to the current recipients, keeping each value's scope.

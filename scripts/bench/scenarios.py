@@ -752,4 +752,46 @@ def pipe_apply(bench, cluster, render, ns):
 
 
 def scenario_sops(bench):
-    return [not_measured(*ROWS_OF["sops"][0], "SOPS decryption (issue 10) is not on main yet")]
+    """A Secret of `seal_keys` keys encrypted by the real `sops` to an age recipient, opened by
+    `sigil unseal` (in-process, MAC verified) and by `sops -d`, one process each, side by side."""
+    keys, runs = bench.sizes["sops_keys"], max(bench.runs, 5 if bench.runs >= 3 else bench.runs)
+    work = os.path.join(bench.workdir, "sops")
+    os.makedirs(work, exist_ok=True)
+    identity = os.path.join(work, "identity.txt")
+    if os.path.exists(identity):
+        os.remove(identity)
+    run_quiet([bench.tools.age_keygen, "-o", identity])
+    recipient = run_quiet([bench.tools.age_keygen, "-y", identity]).stdout.decode().strip()
+    plain = os.path.join(work, "secret.yaml")
+    with open(plain, "w") as out:
+        json.dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "many", "namespace": "default"},
+                   "stringData": {f"key-{i:03}": hashlib.sha256(str(i).encode()).hexdigest()
+                                  for i in range(keys)}}, out)
+    encrypted = os.path.join(work, "secret.sops.yaml")
+    sops = bench.tools.sops
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPS_")}
+    with open(encrypted, "wb") as out:
+        out.write(subprocess.run([sops, "encrypt", "--age", recipient, "--input-type", "yaml",
+                                  "--output-type", "yaml", plain], capture_output=True, check=True,
+                                 env=env).stdout)
+    decrypt_env = dict(env, SOPS_AGE_KEY_FILE=identity)
+
+    def sigil():
+        run_quiet([bench.tools.sigil, "unseal", "-i", identity, "-f", encrypted])
+
+    def sops_d():
+        subprocess.run([sops, "-d", encrypted], capture_output=True, check=True, env=decrypt_env)
+
+    sigil()
+    sops_d()
+    s_times, o_times = [], []
+    for _ in range(runs):
+        s_times.append(timed(sigil)[0])
+        o_times.append(timed(sops_d)[0])
+    s, o = summary(s_times)[0], summary(o_times)[0]
+    return [
+        {"scenario": "SOPS", "measure": f"`sigil unseal` of a {keys}-key SOPS file (one process)",
+         "values": s_times, "unit": "s", "goal": None, "goal_text": "≤ 1× sops -d",
+         "ratio": f"`sops -d` of the same file: {fmt(o, 's')} → sigil/sops = {s / o:.2f}×",
+         "ratio_goal": s / o <= 1.0},
+    ]

@@ -192,7 +192,7 @@ impl From<ScopeArg> for Scope {
     }
 }
 
-fn display(path: Option<&Path>) -> String {
+pub fn display(path: Option<&Path>) -> String {
     match path {
         Some(p) if p != Path::new("-") => p.display().to_string(),
         _ => "stdin".to_string(),

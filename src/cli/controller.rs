@@ -49,6 +49,11 @@ pub struct Args {
     /// Requests per second sent to one SecretStore's backend, at most.
     #[arg(long, default_value_t = 10)]
     pub store_requests_per_second: u32,
+    /// Read each ExternalSecret's keys on its own, one backend request per key, as External
+    /// Secrets Operator does: no deduplication, batching, sharing or read-ahead. A baseline for
+    /// comparing backend load (scripts/bench.sh); it multiplies the calls, so not for production.
+    #[arg(long)]
+    pub per_object_reads: bool,
     /// Secrets rotating within this window restart a workload once (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub reload_debounce: std::time::Duration,
@@ -120,6 +125,7 @@ pub async fn run(args: Args) -> Result<(), ControllerCliError> {
         shard: controller::Shard::new(args.shard, args.shards)?,
         external_secret_concurrency: args.external_secret_concurrency,
         store_requests_per_second: args.store_requests_per_second,
+        per_object_reads: args.per_object_reads,
         reload_debounce: args.reload_debounce,
         render: crate::manifests::render::RenderOptions {
             kustomize: args.kustomize_binary,

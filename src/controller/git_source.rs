@@ -247,7 +247,7 @@ async fn write_status(
 }
 
 #[cfg(test)]
-mod mocked_api {
+pub(crate) mod mocked_api {
     use http::Method;
     use serde_json::json;
 
@@ -339,6 +339,69 @@ mod mocked_api {
         let (mut api, run) = start(&source);
         api.expect(Method::GET, secret).await.not_found();
         api.finish(run).await.expect("reconciled");
+    }
+
+    /// Commits `files` (name, content) to branch `main` of a new repository in `dir`; returns the
+    /// commit id.
+    pub fn commit_files(dir: &std::path::Path, files: &[(&str, &str)]) -> String {
+        let repo = gix::init(dir).expect("a repository");
+        let mut entries: Vec<gix::objs::tree::Entry> = files
+            .iter()
+            .map(|(name, content)| gix::objs::tree::Entry {
+                mode: gix::objs::tree::EntryKind::Blob.into(),
+                filename: (*name).into(),
+                oid: repo.write_blob(content).expect("a blob").detach(),
+            })
+            .collect();
+        entries.sort();
+        let tree = repo
+            .write_object(gix::objs::Tree { entries })
+            .expect("a tree")
+            .detach();
+        let signature = gix::actor::SignatureRef {
+            name: "sigil test".into(),
+            email: "test@sigil.dev".into(),
+            time: "1700000000 +0000",
+        };
+        let no_parents: [gix::ObjectId; 0] = [];
+        repo.commit_as(
+            signature,
+            signature,
+            "refs/heads/main",
+            "fixture",
+            tree,
+            no_parents,
+        )
+        .expect("a commit")
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_new_revision_is_an_event_and_the_artifact_in_the_status() {
+        let repo = tempfile::tempdir().expect("a temporary directory");
+        let commit = commit_files(repo.path(), &[("README", "fixture\n")]);
+        let url = format!("file://{}", repo.path().display());
+        let source = source(json!({ "url": url }));
+        let (mut api, run) = start(&source);
+        let revision = format!("main@sha1:{commit}");
+        let event = api.expect_event("apps").await;
+        assert_eq!(
+            (event["type"].as_str(), event["reason"].as_str()),
+            (Some("Normal"), Some("NewRevision"))
+        );
+        assert_eq!(event["note"], format!("fetched revision {revision}"));
+        let patch = api.expect_merge_patch(STATUS).await;
+        let status = &patch.body["status"];
+        assert_eq!(status["artifact"]["revision"], revision);
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert_eq!(status["conditions"][0]["reason"], "Succeeded");
+        assert_eq!(
+            status["conditions"][0]["message"],
+            format!("stored revision {revision}")
+        );
+        patch.merged_into(&source);
+        let action = api.finish(run).await.expect("reconciled");
+        assert_eq!(action, Action::requeue(DEFAULT_INTERVAL));
     }
 
     #[tokio::test]

@@ -28,6 +28,9 @@ pub struct Options {
     pub external_secret_concurrency: u16,
     /// Requests per second sigil sends to one secret store, at most.
     pub store_requests_per_second: u32,
+    /// Read every ExternalSecret's keys on their own, as External Secrets Operator does
+    /// (benchmark baseline): no deduplication, batching, sharing or read-ahead.
+    pub per_object_reads: bool,
     /// Secret changes within this window restart a workload once.
     pub reload_debounce: Duration,
     /// The programs and bounds of Kustomize and Helm renders.
@@ -47,6 +50,7 @@ impl Default for Options {
             shard: Shard::default(),
             external_secret_concurrency: 10,
             store_requests_per_second: 10,
+            per_object_reads: false,
             reload_debounce: Duration::from_secs(10),
             render: Default::default(),
         }

@@ -50,6 +50,13 @@ pub fn read_folder(
     select: &dyn Fn(&str) -> bool,
     limits: TreeLimits,
 ) -> Result<Vec<TreeFile>, TreeError> {
+    // A repository the cache never fetched (a new process, an emptied cache) holds no commit
+    // yet: the caller fetches it, as for any commit the cache lacks.
+    if !repo_dir.exists() {
+        return Err(TreeError::MissingCommit {
+            commit: commit.to_string(),
+        });
+    }
     let repo =
         gix::open_opts(repo_dir, gix::open::Options::isolated()).map_err(|e| TreeError::Open {
             path: repo_dir.display().to_string(),

@@ -2,7 +2,7 @@
 //! [`ApiProxy`], which delays requests, refuses them with 409/429/500/503, resets connections and
 //! cuts watches short, on a schedule, while a SealedSecret, an ExternalSecret (moto) and a Sync (Git
 //! over HTTPS) move to a new round; and moto and the Git server are stopped and started while
-//! they refresh every second. In every case:
+//! they refresh every second (moto coming back empty). In every case:
 //! * once the faults stop, every workload converges to what a clean run leaves, with no manual step;
 //! * no Secret is ever seen half-written or emptied (every version a watch straight to the API
 //!   server saw, and every Secret a write through the proxy answered with, is one whole round), and
@@ -246,17 +246,41 @@ async fn backends_stopped_under_load_keep_the_last_good_secrets_and_recover() {
         "{still_down:?}"
     );
 
+    // moto comes back empty (it keeps secrets in memory): the value is not found, and the
+    // Secret still keeps its last good value (deletionPolicy Retain) until it is restored.
     bed.backends.moto.restart().await;
-    bed.workloads.restore_remote(1).await;
     bed.backends.git.restart().await;
+    let empty = kube_devserver::testing::wait_for(
+        "the ExternalSecret to say its value is gone",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || async {
+            let (external, _) = bed.workloads.external_and_source_ready().await;
+            external.filter(|c| c.status == "False" && c.message.contains("not found"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state = bed.workloads.state().await;
+    assert_eq!(
+        state.secrets.get(workloads::EXTERNAL),
+        last.secrets.get(workloads::EXTERNAL),
+        "the Secret keeps its last good value while the restarted store lacks it: {empty:?}"
+    );
+    bed.workloads.restore_remote(1).await;
     bed.wait_round(1).await;
     let (most_events, about) = bed.assert_few_events(&events, "backend outage").await;
     let versions = watched.assert_never_torn();
     let written = workloads::assert_written_whole(&bed.proxy.written_secrets());
     eprintln!(
         "backend outage: while down the ExternalSecret said {:?}: {:?} and the GitSource {:?}: {:?}; \
-         recovered after restart; at most {most_events} Events per object ({about}); {versions} versions \
+         after an empty restart {:?}: {:?}; recovered once restored; at most {most_events} Events per object ({about}); {versions} versions \
          watched and {written} Secret writes, none torn",
-        external.reason, external.message, source.reason, source.message
+        external.reason,
+        external.message,
+        source.reason,
+        source.message,
+        empty.reason,
+        empty.message
     );
 }

@@ -16,6 +16,7 @@ mod faults;
 mod git;
 mod ha;
 mod helm_install;
+mod hygiene;
 mod kubectl;
 mod leader_skew;
 mod lifecycle;

@@ -626,3 +626,66 @@ fn wanted_pairs(expected: &Value) -> Vec<(String, String)> {
     pairs.sort();
     pairs
 }
+
+#[test]
+fn sigil_unseal_prints_what_sops_decrypt_prints_and_refuses_tampering() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, recipient) = keygen(tmp.path());
+    let key_file = tmp.path().join("key.txt");
+    let encrypted = sops(
+        tmp.path(),
+        None,
+        &[
+            "encrypt",
+            "--age",
+            &recipient,
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+        ],
+        "plain.yaml",
+        PLAIN,
+    );
+    let encrypted_path = tmp.path().join("secret.sops.yaml");
+    std::fs::write(&encrypted_path, &encrypted).expect("write");
+    let expected = sops(
+        tmp.path(),
+        Some(&key_file),
+        &["decrypt", "--input-type", "yaml", "--output-type", "yaml"],
+        "secret.sops.yaml",
+        &encrypted,
+    );
+    let unseal = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_sigil"))
+            .args(["unseal", "-i"])
+            .arg(&key_file)
+            .arg("-f")
+            .arg(file)
+            .output()
+            .expect("sigil unseal runs")
+    };
+    let opened = unseal(&encrypted_path);
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let text = String::from_utf8(opened.stdout).expect("UTF-8");
+    assert_eq!(documents(&text, false), documents(&expected, false));
+
+    let tampered_path = tmp.path().join("tampered.sops.yaml");
+    let mac_line = encrypted
+        .lines()
+        .find(|l| l.trim_start().starts_with("mac: ENC["))
+        .expect("a MAC line");
+    let flipped = mac_line.replacen("ENC[AES256_GCM,data:", "ENC[AES256_GCM,data:A", 1);
+    std::fs::write(&tampered_path, encrypted.replace(mac_line, &flipped)).expect("write");
+    let refused = unseal(&tampered_path);
+    assert!(!refused.status.success(), "a tampered MAC is refused");
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("tampered.sops.yaml"), "{error}");
+    for value in SECRET_VALUES {
+        assert!(!error.contains(value), "{error}");
+    }
+}

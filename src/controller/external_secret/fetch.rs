@@ -282,6 +282,40 @@ pub async fn read_store(
     values
 }
 
+/// Reads as External Secrets Operator does, for comparison (`--per-object-reads`):
+/// every key of every ExternalSecret in a request of its own, with nothing
+/// deduplicated, batched, shared between rounds or read ahead.
+pub async fn read_each(
+    provider: &dyn Provider,
+    limiter: &RateLimiter,
+    needs: &[Needs],
+) -> StoreValues {
+    let keys: Vec<RemoteKey> = needs.iter().flat_map(|need| need.keys.clone()).collect();
+    let reads = keys.into_iter().map(|key| async move {
+        limiter.acquire().await;
+        let mut results = provider.get_many(std::slice::from_ref(&key)).await;
+        let result = results
+            .pop()
+            .unwrap_or_else(|| Err(ProviderError::Backend(format!("{key}: no result returned"))));
+        (key, result)
+    });
+    let answers: Vec<(RemoteKey, ValueResult)> = futures::stream::iter(reads)
+        .buffer_unordered(PARALLEL_REQUESTS)
+        .collect()
+        .await;
+    let mut values = StoreValues {
+        fetched: answers.into_iter().collect(),
+        found: FoundValues::new(),
+    };
+    let queries: Vec<FindQuery> = needs.iter().flat_map(|need| need.finds.clone()).collect();
+    for query in queries {
+        limiter.acquire().await;
+        let result = provider.find(&query).await;
+        values.found.insert(query, result);
+    }
+    values
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +448,18 @@ mod tests {
         read_store(&provider, &store, &cache, &limiter, &forced, &[]).await;
         assert_eq!(provider.requests.load(Ordering::SeqCst), 3);
         assert_eq!(provider.keys.load(Ordering::SeqCst), 30 + 20);
+    }
+
+    #[tokio::test]
+    async fn per_object_reads_cost_one_request_per_key_of_each_external_secret() {
+        let provider = Counting::default();
+        let limiter = RateLimiter::new(10_000);
+        let now = Instant::now();
+        let all: Vec<Needs> = (0..1000).map(|i| needs(&[i % 100], now)).collect();
+        let values = read_each(&provider, &limiter, &all).await;
+        assert_eq!(provider.requests.load(Ordering::SeqCst), 1000);
+        assert_eq!(provider.keys.load(Ordering::SeqCst), 1000);
+        assert_eq!(values.fetched.len(), 100);
     }
 
     #[test]

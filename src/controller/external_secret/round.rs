@@ -61,6 +61,7 @@ pub struct Shared {
     pub memo: RoundCache,
     pub limiters: Limiters,
     pub store_rate: u32,
+    pub per_object_reads: bool,
     pub externals: Store<ExternalSecret>,
     pub caches: StoreCaches,
     /// Our Secrets, without their data.
@@ -92,6 +93,7 @@ impl Shared {
     ) -> Self {
         let concurrency = usize::from(ctx.options.external_secret_concurrency);
         let store_rate = ctx.options.store_requests_per_second;
+        let per_object_reads = ctx.options.per_object_reads;
         Self {
             ctx,
             hmac,
@@ -99,6 +101,7 @@ impl Shared {
             memo: RoundCache::default(),
             limiters: Limiters::default(),
             store_rate,
+            per_object_reads,
             externals,
             caches,
             secrets,
@@ -409,18 +412,22 @@ async fn run_store(
         })
         .collect();
     let limiter = shared.limiters.for_store(&key, shared.store_rate);
-    let values = tokio::time::timeout(
-        STORE_TIMEOUT,
-        fetch::read_store(
-            provider.as_ref(),
-            &key,
-            &shared.memo,
-            &limiter,
-            &needs,
-            &ahead_needs,
-        ),
-    )
-    .await;
+    let read = async {
+        if shared.per_object_reads {
+            fetch::read_each(provider.as_ref(), &limiter, &needs).await
+        } else {
+            fetch::read_store(
+                provider.as_ref(),
+                &key,
+                &shared.memo,
+                &limiter,
+                &needs,
+                &ahead_needs,
+            )
+            .await
+        }
+    };
+    let values = tokio::time::timeout(STORE_TIMEOUT, read).await;
     let values = match values {
         Ok(values) => values,
         Err(_) => {

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::{State, reconcile};
 use crate::api::sync::ManifestSync;
+use crate::controller::git_source::mocked_api::commit_files;
 use crate::controller::status::StatusError;
 use crate::controller::test_api::{self, ApiServer, Started};
 use crate::git::Cache;
@@ -34,6 +35,17 @@ fn start(sync: &ManifestSync) -> Started<Result<Action, StatusError>> {
     test_api::spawn(|ctx| {
         let state = State::new(ctx, Arc::new(Cache::temporary()), Arc::default());
         reconcile(sync, Arc::new(state))
+    })
+}
+
+/// GitSource `apps/repo` of `url` with `status`.
+fn git_source(url: &str, status: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "sigil.dev/v1alpha1",
+        "kind": "GitSource",
+        "metadata": {"name": "repo", "namespace": "apps", "uid": "gs-uid", "generation": 1},
+        "spec": {"url": url},
+        "status": status,
     })
 }
 
@@ -79,16 +91,13 @@ async fn failure_reported(
 async fn a_source_without_a_revision_is_waited_for_and_nothing_is_applied() {
     let sync = sync(json!({}));
     let (mut api, run) = start(&sync);
-    api.expect(Method::GET, SOURCE).await.ok(&json!({
-        "apiVersion": "sigil.dev/v1alpha1",
-        "kind": "GitSource",
-        "metadata": {"name": "repo", "namespace": "apps", "uid": "gs-uid", "generation": 1},
-        "spec": {"url": "https://git.example/repo.git"},
-        "status": {"conditions": [{
-            "type": "Ready", "status": "False", "reason": "AuthFailed",
-            "message": "authentication failed", "lastTransitionTime": "2024-01-01T00:00:00Z",
-        }]},
-    }));
+    let status = json!({"conditions": [{
+        "type": "Ready", "status": "False", "reason": "AuthFailed",
+        "message": "authentication failed", "lastTransitionTime": "2024-01-01T00:00:00Z",
+    }]});
+    api.expect(Method::GET, SOURCE)
+        .await
+        .ok(&git_source("https://git.example/repo.git", status));
     let status = failure_reported(
         &mut api,
         &sync,
@@ -141,4 +150,94 @@ async fn a_suspended_sync_makes_no_request() {
     let (mut api, run) = start(&sync(json!({"suspend": true})));
     let action = api.finish(run).await.expect("reconciled");
     assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_revision_is_fetched_into_an_empty_cache_and_applied_server_side() {
+    let repo = tempfile::tempdir().expect("a temporary directory");
+    let manifest =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  text: hello\n";
+    let commit = commit_files(repo.path(), &[("configmap.yaml", manifest)]);
+    let revision = format!("main@sha1:{commit}");
+    let sync = sync(json!({}));
+    // A new process: its Git cache is empty, so the Sync fetches the commit itself.
+    let (mut api, run) = start(&sync);
+    let url = format!("file://{}", repo.path().display());
+    api.expect(Method::GET, SOURCE).await.ok(&git_source(
+        &url,
+        json!({"artifact": {"revision": revision}}),
+    ));
+    let progressing = api.expect_merge_patch(STATUS).await;
+    let condition = &progressing.body["status"]["conditions"][0];
+    assert_eq!(
+        (
+            &condition["type"],
+            &condition["status"],
+            &condition["reason"]
+        ),
+        (&json!("Reconciling"), &json!("True"), &json!("Progressing"))
+    );
+    assert_eq!(
+        condition["message"],
+        format!("applying revision {revision}")
+    );
+    progressing.merged_into(&sync);
+    api.expect(Method::GET, "/api/v1").await.ok(&json!({
+        "kind": "APIResourceList",
+        "groupVersion": "v1",
+        "resources": [{
+            "name": "configmaps", "singularName": "configmap", "namespaced": true,
+            "kind": "ConfigMap", "verbs": ["get", "list", "patch", "delete"],
+        }],
+    }));
+    api.expect(Method::GET, "/api/v1/namespaces/apps/configmaps")
+        .await
+        .ok(&json!({
+            "apiVersion": "v1", "kind": "ConfigMapList",
+            "metadata": {"resourceVersion": "1"}, "items": [],
+        }));
+    let apply = api
+        .expect_apply("/api/v1/namespaces/apps/configmaps/greeting")
+        .await;
+    assert_eq!(
+        apply.body,
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "greeting",
+                "namespace": "apps",
+                "labels": {"sigil.dev/sync-name": "site", "sigil.dev/sync-namespace": "apps"},
+            },
+            "data": {"text": "hello"},
+        })
+    );
+    apply.echo();
+    let done = api.expect_merge_patch(STATUS).await;
+    let status = done.body["status"].clone();
+    assert_eq!(status["lastAppliedRevision"], revision);
+    assert_eq!(status["lastAttemptedRevision"], revision);
+    assert_eq!(
+        status["inventory"],
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "greeting", "namespace": "apps"}])
+    );
+    assert_eq!(
+        status["conditions"].as_array().map(Vec::len),
+        Some(1),
+        "Reconciling is removed: {status}"
+    );
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["reason"], "ReconciliationSucceeded");
+    done.merged_into(&sync);
+    let event = api.expect_event("apps").await;
+    assert_eq!(
+        (event["type"].as_str(), event["reason"].as_str()),
+        (Some("Normal"), Some("Applied"))
+    );
+    assert_eq!(
+        event["note"],
+        format!("revision {revision}: 1 created, 0 configured, 0 unchanged, 0 pruned")
+    );
+    let action = api.finish(run).await.expect("reconciled");
+    assert_eq!(action, Action::requeue(Duration::from_secs(600)));
 }

@@ -35,6 +35,11 @@ impl DevProcess {
     /// Runs `sigil dev --listen 127.0.0.1:0 --kubeconfig DIR/kubeconfig` plus `extra` arguments,
     /// and waits (bounded) until the kubeconfig exists, which `sigil dev` writes once it serves.
     pub fn start(extra: &[&str]) -> DevProcess {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// [`DevProcess::start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> DevProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let kubeconfig = dir.path().join("kubeconfig");
         let log = std::fs::File::create(dir.path().join("sigil-dev.log")).expect("log file");
@@ -43,6 +48,7 @@ impl DevProcess {
             .args(["dev", "--listen", "127.0.0.1:0", "--kubeconfig"])
             .arg(&kubeconfig)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(out)
             .stderr(log)
             .spawn()
