@@ -523,3 +523,78 @@ async fn a_helm_chart_applies_what_helm_template_prints() {
         Some("hello again")
     );
 }
+
+#[tokio::test]
+async fn renderer_failures_name_the_sync_the_path_and_the_renderers_own_message() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = GitRepo::init(&tmp.path().join("fleet"));
+    repo.write(
+        "broken/kustomize/kustomization.yaml",
+        "resources:\n  - missing-deployment.yaml\n",
+    )
+    .write(
+        "broken/helm/Chart.yaml",
+        "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+    )
+    .write(
+        "broken/helm/templates/fail.yaml",
+        "{{ fail \"the chart refuses: value-7f3 missing\" }}\n",
+    );
+    repo.commit("broken renders");
+    let ops = start(&repo).await;
+    let cases = [
+        ("kustomize", "broken/kustomize", "missing-deployment.yaml"),
+        (
+            "helm",
+            "broken/helm",
+            "the chart refuses: value-7f3 missing",
+        ),
+    ];
+    for (renderer, path, _) in &cases {
+        ops.create_sync(
+            NS,
+            &format!("apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: broken-{renderer}\nspec:\n  sourceRef:\n    name: fleet\n  path: {path}\n  interval: 1h\n"),
+        )
+        .await;
+    }
+    for (renderer, path, stderr) in &cases {
+        let name = format!("broken-{renderer}");
+        let sync = ops
+            .wait_sync(NS, &name, "render failed", WAIT, |s| {
+                ready(s).is_some_and(|(st, r, _)| st == "False" && r == "RenderFailed")
+            })
+            .await;
+        let (_, _, message) = ready(&sync).expect("Ready");
+        for part in [
+            format!("Sync {NS}/{name}"),
+            format!("{path:?} ({renderer})"),
+            stderr.to_string(),
+        ] {
+            assert!(
+                message.contains(&part),
+                "{renderer}: no {part:?} in {message}"
+            );
+        }
+        assert!(
+            !message.contains("/tmp/"),
+            "sandbox paths are repository-relative: {message}"
+        );
+        assert!(
+            !message.contains('\n'),
+            "stderr is trimmed to one line: {message}"
+        );
+        let labels = [
+            format!("renderer=\"{renderer}\""),
+            "outcome=\"RenderFailed\"".to_string(),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert!(
+            metric(&ops, "render_runs_total", &labels).await >= 1,
+            "{renderer}: failed runs counted"
+        );
+        assert!(
+            metric(&ops, "render_duration_seconds_count", &labels).await >= 1,
+            "{renderer}: failed runs timed"
+        );
+    }
+}

@@ -28,7 +28,7 @@ fn histogram() -> Histogram {
 
 pub struct RenderMetrics {
     runs: Family<RunLabels, Counter>,
-    durations: Family<RendererLabels, Histogram, fn() -> Histogram>,
+    durations: Family<RunLabels, Histogram, fn() -> Histogram>,
     cache_hits: Family<RendererLabels, Counter>,
 }
 
@@ -52,7 +52,7 @@ impl RenderMetrics {
         );
         registry.register(
             "render_duration_seconds",
-            "How long renderer processes took, by renderer",
+            "How long renderer processes took, by renderer and outcome",
             self.durations.clone(),
         );
         registry.register(
@@ -63,15 +63,13 @@ impl RenderMetrics {
     }
 
     pub fn rendered(&self, renderer: RendererKind, took: Duration, failure: Option<&str>) {
-        let renderer = renderer.as_str().to_string();
-        self.runs
-            .get_or_create(&RunLabels {
-                renderer: renderer.clone(),
-                outcome: failure.unwrap_or("rendered").to_string(),
-            })
-            .inc();
+        let labels = RunLabels {
+            renderer: renderer.as_str().to_string(),
+            outcome: failure.unwrap_or("rendered").to_string(),
+        };
+        self.runs.get_or_create(&labels).inc();
         self.durations
-            .get_or_create(&RendererLabels { renderer })
+            .get_or_create(&labels)
             .observe(took.as_secs_f64());
     }
 
