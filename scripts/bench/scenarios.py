@@ -493,15 +493,32 @@ def webhook(bench, kube, controller, repo, ns, run):
 
 # --- command line: sealing vs the age CLI ----------------------------------------------------------
 
-def cli_seal(bench):
-    keys, runs = bench.sizes["seal_keys"], max(bench.runs, 5 if bench.runs >= 3 else bench.runs)
-    work = os.path.join(bench.workdir, "seal")
-    os.makedirs(work, exist_ok=True)
+def fresh_identity(bench, work):
+    """A new age identity file in `work` (by the real age-keygen): (path, recipient)."""
     identity = os.path.join(work, "identity.txt")
     if os.path.exists(identity):
         os.remove(identity)
     run_quiet([bench.tools.age_keygen, "-o", identity])
-    recipient = run_quiet([bench.tools.age_keygen, "-y", identity]).stdout.decode().strip()
+    return identity, run_quiet([bench.tools.age_keygen, "-y", identity]).stdout.decode().strip()
+
+
+def side_by_side(runs, ours, theirs):
+    """Both commands once to warm up, then `runs` times each, interleaved: (our times, our
+    median, their median)."""
+    ours()
+    theirs()
+    our_times, their_times = [], []
+    for _ in range(runs):
+        our_times.append(timed(ours)[0])
+        their_times.append(timed(theirs)[0])
+    return our_times, summary(our_times)[0], summary(their_times)[0]
+
+
+def cli_seal(bench):
+    keys, runs = bench.sizes["seal_keys"], max(bench.runs, 5 if bench.runs >= 3 else bench.runs)
+    work = os.path.join(bench.workdir, "seal")
+    os.makedirs(work, exist_ok=True)
+    identity, recipient = fresh_identity(bench, work)
     values = {f"key-{i:03}": hashlib.sha256(str(i).encode()).hexdigest() for i in range(keys)}
     secret_file = os.path.join(work, "secret.json")
     with open(secret_file, "w") as out:
@@ -521,13 +538,7 @@ def cli_seal(bench):
         for path in value_files:
             run_quiet([bench.tools.age, "-r", recipient, "-a", "-o", os.devnull, path])
 
-    sigil()
-    age()
-    s_times, a_times = [], []
-    for _ in range(runs):
-        s_times.append(timed(sigil)[0])
-        a_times.append(timed(age)[0])
-    s, a = summary(s_times)[0], summary(a_times)[0]
+    s_times, s, a = side_by_side(runs, sigil, age)
     return [
         {"scenario": "CLI", "measure": f"`sigil seal` of a {keys}-key Secret (one process)",
          "values": s_times, "unit": "s", "goal": None, "goal_text": "≤ 1.2× age",
@@ -757,11 +768,7 @@ def scenario_sops(bench):
     keys, runs = bench.sizes["sops_keys"], max(bench.runs, 5 if bench.runs >= 3 else bench.runs)
     work = os.path.join(bench.workdir, "sops")
     os.makedirs(work, exist_ok=True)
-    identity = os.path.join(work, "identity.txt")
-    if os.path.exists(identity):
-        os.remove(identity)
-    run_quiet([bench.tools.age_keygen, "-o", identity])
-    recipient = run_quiet([bench.tools.age_keygen, "-y", identity]).stdout.decode().strip()
+    identity, recipient = fresh_identity(bench, work)
     plain = os.path.join(work, "secret.yaml")
     with open(plain, "w") as out:
         json.dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "many", "namespace": "default"},
@@ -782,13 +789,7 @@ def scenario_sops(bench):
     def sops_d():
         subprocess.run([sops, "-d", encrypted], capture_output=True, check=True, env=decrypt_env)
 
-    sigil()
-    sops_d()
-    s_times, o_times = [], []
-    for _ in range(runs):
-        s_times.append(timed(sigil)[0])
-        o_times.append(timed(sops_d)[0])
-    s, o = summary(s_times)[0], summary(o_times)[0]
+    s_times, s, o = side_by_side(runs, sigil, sops_d)
     return [
         {"scenario": "SOPS", "measure": f"`sigil unseal` of a {keys}-key SOPS file (one process)",
          "values": s_times, "unit": "s", "goal": None, "goal_text": "≤ 1× sops -d",

@@ -59,8 +59,18 @@ fn findings(place: &str, text: &str, markers: &[&str]) -> Vec<String> {
     found
 }
 
-fn json<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("serializable")
+/// Every object of kind `K` in the cluster, as JSON text.
+async fn listed<K>(client: &kube::Client) -> String
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let items = Api::<K>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items;
+    serde_json::to_string(&items).expect("serializable")
 }
 
 async fn create<K>(client: &kube::Client, yaml: &str) -> K
@@ -247,62 +257,19 @@ async fn no_marker_plaintext_reaches_logs_events_conditions_metrics_or_errors() 
         ("CLI output and errors", cli_text),
         ("metrics", get_metrics(&url).await.expect("GET /metrics").1),
     ];
-    let all = ListParams::default();
-    let events_v1: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    let events_core: Api<k8s_openapi::api::core::v1::Event> = Api::all(client.clone());
     places.push((
         "events.k8s.io Events",
-        json(&events_v1.list(&all).await.expect("list").items),
+        listed::<k8s_openapi::api::events::v1::Event>(&client).await,
     ));
     places.push((
         "core Events",
-        json(&events_core.list(&all).await.expect("list").items),
+        listed::<k8s_openapi::api::core::v1::Event>(&client).await,
     ));
-    places.push((
-        "SealedSecrets",
-        json(
-            &Api::<SealedSecret>::all(client.clone())
-                .list(&all)
-                .await
-                .expect("list")
-                .items,
-        ),
-    ));
-    places.push((
-        "ExternalSecrets",
-        json(
-            &Api::<ExternalSecret>::all(client.clone())
-                .list(&all)
-                .await
-                .expect("list")
-                .items,
-        ),
-    ));
-    places.push((
-        "SecretStores",
-        json(
-            &Api::<SecretStore>::all(client.clone())
-                .list(&all)
-                .await
-                .expect("list")
-                .items,
-        ),
-    ));
-    places.push((
-        "GitSources and Syncs",
-        json(&(
-            Api::<GitSource>::all(client.clone())
-                .list(&all)
-                .await
-                .expect("list")
-                .items,
-            Api::<ManifestSync>::all(client.clone())
-                .list(&all)
-                .await
-                .expect("list")
-                .items,
-        )),
-    ));
+    places.push(("SealedSecrets", listed::<SealedSecret>(&client).await));
+    places.push(("ExternalSecrets", listed::<ExternalSecret>(&client).await));
+    places.push(("SecretStores", listed::<SecretStore>(&client).await));
+    places.push(("GitSources", listed::<GitSource>(&client).await));
+    places.push(("Syncs", listed::<ManifestSync>(&client).await));
     assert!(
         places[1].1.contains("generated a new active sealing key"),
         "the controller's log was captured:\n{}",
