@@ -149,12 +149,13 @@ pub async fn diff(
         owner: owner.clone(),
     };
     let keys = decryption_keys(&client, args, &spec, &namespace).await?;
-    let plan = pipeline::desired(&files, keys.as_ref(), &resolver, &options)
+    let mut plan = pipeline::desired(&files, keys.as_ref(), &resolver, &options)
         .await
         .map_err(|e| match e {
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
             other => DiffError::Apply(other.to_string()),
         })?;
+    crate::manifests::ignore::resolve(&spec.ignore, &mut plan).map_err(DiffError::Refused)?;
     let target = Target::as_service_account(
         client.clone(),
         &namespace,
