@@ -21,6 +21,7 @@ mod kubectl;
 mod leader_skew;
 mod lifecycle;
 mod lifecycle_dependencies;
+mod limits;
 mod metrics;
 mod render;
 mod scan;
