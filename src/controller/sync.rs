@@ -44,6 +44,7 @@ use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderMetrics, Renderer};
 use crate::manifests::sops::{KeysError, keys_of};
+use crate::manifests::variables;
 use crate::manifests::wait::{self, WaitOutcome};
 use crate::manifests::{Desired, Owner, Plan, PlanOptions, Resolver, Target};
 
@@ -354,10 +355,19 @@ async fn run_revision(
             );
         }
     };
-    let mut plan = match pipeline::desired(&files, keys.as_ref(), &state.resolver, &options).await {
-        Ok(plan) => plan,
-        Err(err) => return plan_failed(err, revision),
+    let post_build = sync.spec.post_build.as_ref();
+    let vars = match variables::load(&state.ctx.client, &namespace, post_build).await {
+        Ok(vars) => vars,
+        Err(err) => {
+            let message = format!("Sync {namespace}/{}: {err}", sync.name_any());
+            return RunOutcome::failed("SubstitutionFailed", message, err.stalled());
+        }
     };
+    let mut plan =
+        match pipeline::desired(&files, &vars, keys.as_ref(), &state.resolver, &options).await {
+            Ok(plan) => plan,
+            Err(err) => return plan_failed(err, revision),
+        };
     if let Err(message) = ignore::resolve(&sync.spec.ignore, &mut plan) {
         return RunOutcome::failed("InvalidIgnoreRule", message, true);
     }

@@ -14,7 +14,8 @@
 //!   apply policies (`sigil.dev/ssa`, `sigil.dev/force`); [`selector`]: label selectors; [`pointer`]:
 //!   JSON pointers;
 //! * [`health`]: kstatus rules, whether an applied object reached what its spec asks for;
-//! * [`substitute`]: Flux's post-build `${var}` substitution;
+//! * [`substitute`]: Flux's post-build `${var}` substitution, with the variables [`variables`]
+//!   reads from `spec.postBuild`;
 //! * [`wait`]: polling applied objects until they are healthy, within a timeout;
 //! * [`diff`]: a readable diff of live against the dry-run result, Secret values masked.
 
@@ -38,6 +39,7 @@ pub mod sops;
 pub mod source;
 pub mod ssa;
 pub mod substitute;
+pub mod variables;
 pub mod wait;
 
 pub use apply::{Applied, ApplyReport, Mode, Outcome};
