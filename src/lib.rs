@@ -13,6 +13,7 @@ pub mod git;
 pub mod manifests;
 pub mod operator;
 pub mod providers;
+pub mod secret_size;
 pub mod server;
 pub mod tls;
 pub mod wire;

@@ -45,6 +45,11 @@ pub enum CliError {
     Usage(String),
     #[error("{failed} of {total} SealedSecrets cannot be opened")]
     Invalid { failed: usize, total: usize },
+    #[error("{path}: {error}")]
+    TooLarge {
+        path: String,
+        error: crate::secret_size::SecretTooLarge,
+    },
 }
 
 impl CliError {
@@ -209,19 +214,31 @@ pub fn read_input(path: Option<&Path>) -> Result<Zeroizing<String>, CliError> {
     Ok(Zeroizing::new(text.to_string()))
 }
 
-/// Reads raw bytes from a file, or stdin for `None` or `-`, wiped on drop.
+/// Reads raw bytes from a file, or stdin for `None` or `-`, wiped on drop; refuses more than
+/// a Git source's per-file limit (a manifest larger than that could never be synced anyway).
 pub fn read_input_bytes(path: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    let limit = crate::git::TreeLimits::default().max_file_bytes;
     let mut bytes = Zeroizing::new(Vec::new());
     let result = match path {
         Some(p) if p != Path::new("-") => {
-            std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut bytes))
+            std::fs::File::open(p).and_then(|f| f.take(limit + 1).read_to_end(&mut bytes))
         }
-        _ => std::io::stdin().lock().read_to_end(&mut bytes),
+        _ => std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut bytes),
     };
-    result.map_err(|error| CliError::Read {
+    let read_error = |error| CliError::Read {
         path: display(path),
         error,
-    })?;
+    };
+    result.map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes, the limit for a manifest file"),
+        )));
+    }
     Ok(bytes)
 }
 

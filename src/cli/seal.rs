@@ -74,6 +74,14 @@ pub async fn run(args: Args) -> Result<(), CliError> {
     let secret =
         manifest::parse_secret(&text).map_err(|e| CliError::manifest(source.clone(), e))?;
     drop(text);
+    check_size(
+        &source,
+        &format!("{}: data", secret.describe()),
+        secret
+            .data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose_secret().len())),
+    )?;
     match &args.merge_into {
         Some(target) => merge_into(&args, &secret, target).await,
         None => {
@@ -152,6 +160,11 @@ async fn run_raw(args: Args) -> Result<(), CliError> {
         (Some(literal), _) => SecretSlice::from(literal.as_bytes().to_vec()),
         (None, file) => SecretSlice::from(read_input_bytes(file.as_deref())?.to_vec()),
     };
+    let source = match (&args.from_literal, &args.from_file) {
+        (Some(_), _) => "--from-literal".to_string(),
+        (None, file) => super::common::display(file.as_deref()),
+    };
+    check_size(&source, "--raw", [("value", value.expose_secret().len())])?;
     let scope: Scope = args.scope.map(Into::into).unwrap_or_default();
     let binding =
         crate::crypto::Binding::new(scope, args.namespace.as_deref(), args.name.as_deref())
@@ -171,4 +184,17 @@ async fn run_raw(args: Args) -> Result<(), CliError> {
         )
     })?;
     write_stdout(armored.as_bytes())
+}
+
+/// Refuses values that make a Secret over Kubernetes' size limit: sealed, they could never open
+/// into a Secret.
+fn check_size<'a>(
+    source: &str,
+    field: &str,
+    data: impl IntoIterator<Item = (&'a str, usize)>,
+) -> Result<(), CliError> {
+    crate::secret_size::check(field, data).map_err(|error| CliError::TooLarge {
+        path: source.to_string(),
+        error,
+    })
 }

@@ -90,7 +90,7 @@ impl Default for Metrics {
         );
         registry.register(
             "webhook_calls",
-            "Webhook calls by outcome: accepted, unauthorized, rate_limited, unavailable",
+            "Webhook calls by outcome: accepted, unauthorized, rate_limited, too_large, unavailable",
             webhook_calls.clone(),
         );
         let decrypt_calls = Family::<RouteOutcomeLabels, Counter>::default();

@@ -218,6 +218,17 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
             },
             message: e.to_string(),
         })?;
+    crate::secret_size::check(
+        "spec.encryptedData",
+        opened
+            .data
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose_secret().len())),
+    )
+    .map_err(|e| Failure {
+        reason: reason::INVALID_SPEC,
+        message: e.to_string(),
+    })?;
     let fingerprint = opened.oldest_key().map(str::to_string);
 
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -105,8 +105,14 @@ pub fn read_folder(
     Ok(state.files)
 }
 
-/// `./clusters/dev/` → `["clusters", "dev"]`; `..` is refused.
+/// `./clusters/dev/` → `["clusters", "dev"]`; `..` and absolute paths are refused.
 fn normalize_folder(folder: &str) -> Result<Vec<String>, TreeError> {
+    if folder.starts_with('/') {
+        return Err(TreeError::InvalidPath {
+            path: folder.to_string(),
+            message: "must be relative to the repository root, not absolute".to_string(),
+        });
+    }
     let mut out = Vec::new();
     for part in folder.split('/') {
         match part {
@@ -372,6 +378,9 @@ mod tests {
             vec!["clusters".to_string(), "dev".to_string()]
         );
         assert!(normalize_folder("a/../../b").is_err());
+        assert!(normalize_folder("..").is_err());
+        assert!(normalize_folder("/etc").is_err());
+        assert!(normalize_folder("/").is_err());
         assert!(normalize_folder("").expect("root").is_empty());
     }
 }

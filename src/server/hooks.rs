@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,9 @@ use crate::crypto::manifest::wipe_secret;
 
 /// Invalid calls allowed per client and window before it gets 429.
 const MAX_FAILURES: u32 = 10;
+/// The largest body read (and signed over): push payloads of GitHub and GitLab are far smaller;
+/// a larger one gets 413 and counts as an invalid call. The GitSource's interval still fetches.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 const WINDOW: Duration = Duration::from_secs(60);
 
 /// Counts invalid calls per client.
@@ -73,13 +76,13 @@ pub fn router() -> Router<Arc<Context>> {
                   Path((namespace, name)): Path<(String, String)>,
                   extensions: axum::http::Extensions,
                   headers: HeaderMap,
-                  body: Bytes| {
+                  body: Body| {
                 let limiter = limiter.clone();
                 async move {
                     let client = extensions
                         .get::<ConnectInfo<SocketAddr>>()
                         .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
-                    receive(&ctx, &limiter, &client, &namespace, &name, &headers, &body).await
+                    receive(&ctx, &limiter, &client, &namespace, &name, &headers, body).await
                 }
             },
         ),
@@ -110,7 +113,7 @@ async fn receive(
     namespace: &str,
     name: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Response {
     if let Some(wait) = limiter.blocked(client) {
         ctx.metrics.webhook_call("rate_limited");
@@ -121,7 +124,18 @@ async fn receive(
         )
             .into_response();
     }
-    match verify(ctx, namespace, name, headers, body).await {
+    // Read only once the client is admitted, and never more than the limit.
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        limiter.failed(client);
+        ctx.metrics.webhook_call("too_large");
+        tracing::info!(gitsource = %format!("{namespace}/{name}"), %client, "webhook call refused: body over {MAX_BODY_BYTES} bytes");
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("webhook body larger than {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response();
+    };
+    match verify(ctx, namespace, name, headers, &body).await {
         Ok(()) => {}
         Err(Refused::Api(err)) => {
             tracing::warn!(gitsource = %format!("{namespace}/{name}"), error = %err, "webhook: cannot check the call");

@@ -22,6 +22,9 @@ fn options() -> serde_saphyr::Options {
     budget.max_depth = 64;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // An error names the line and column only: a snippet of the input would quote it, and the
+    // input may hold secret values (a plaintext Secret manifest, a decrypted SOPS document).
+    options.with_snippet = false;
     options
 }
 
@@ -98,6 +101,23 @@ mod tests {
             ));
         }
         assert!(documents(&bomb).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_place_but_never_quote_the_input() {
+        let secret = "s3cr3t-value-in-the-input";
+        for input in [
+            format!("a: {secret}\nb: [unclosed\n"),
+            format!(
+                "a: &x [{secret}, *x, *x]\n{}",
+                "b: [*x, *x, *x, *x]\n".repeat(400)
+            ),
+            format!("key: \"{secret}\n"),
+        ] {
+            let message = documents(&input).expect_err("invalid").to_string();
+            assert!(!message.contains(secret), "{message}");
+            assert!(message.contains("line "), "{message}");
+        }
     }
 
     #[test]

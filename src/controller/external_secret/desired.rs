@@ -13,9 +13,6 @@ use super::template::Template;
 use crate::api::external_secret::{ExternalSecretSpec, FindRef, MetadataPolicy, RemoteRef};
 use crate::providers::{FindQuery, ProviderError, RemoteKey, SecretValue, property};
 
-/// Kubernetes' limit on a Secret's total size.
-pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
-
 /// Values one refresh read, shared by every ExternalSecret of the round.
 pub type FetchedValues = HashMap<RemoteKey, Result<SecretValue, ProviderError>>;
 /// `find` results of the round.
@@ -342,15 +339,17 @@ fn finish(
         }
         data = rendered;
     }
-    let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if size > MAX_SECRET_BYTES {
-        return Err(BuildError::Failed {
-            message: format!(
-                "the Secret would hold {size} bytes, over Kubernetes' limit of {MAX_SECRET_BYTES}"
-            ),
+    let field = if template.data.is_empty() {
+        "spec.data, spec.dataFrom"
+    } else {
+        "spec.target.template.data"
+    };
+    crate::secret_size::check(field, data.iter().map(|(k, v)| (k.as_str(), v.len()))).map_err(
+        |e| BuildError::Failed {
+            message: e.to_string(),
             transient: false,
-        });
-    }
+        },
+    )?;
     let metadata = template.metadata.unwrap_or_default();
     Ok(Desired {
         data,

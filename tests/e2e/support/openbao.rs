@@ -6,6 +6,9 @@
 //! Dev mode mounts KV version 2 at `secret/`; the support adds KV version 1 at
 //! `kv1/` and a `reader` policy that every token and role below gets.
 //! [`OpenBao::start_tls`] serves HTTPS with a CA of its own (`-dev-tls`).
+//! [`OpenBao::start_persistent`] runs a real (non-dev) server whose state survives
+//! [`OpenBao::kill`] and [`OpenBao::restart`]: integrated (raft) storage in its temp folder and a
+//! static seal key, so a restarted server unseals itself, with the same data and tokens.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,6 +38,8 @@ pub struct OpenBao {
     /// The CA that signed the server's certificate (TLS servers only), PEM.
     pub ca_pem: Option<String>,
     http: reqwest::Client,
+    /// The configuration file of a persistent server.
+    config: Option<std::path::PathBuf>,
 }
 
 impl OpenBao {
@@ -76,6 +81,7 @@ impl OpenBao {
             root_token: ROOT_TOKEN.into(),
             ca_pem: None,
             http: crate::support::http::client(),
+            config: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -106,21 +112,125 @@ impl OpenBao {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        vault.configure().await;
         vault
-            .root(
-                "POST",
-                "sys/mounts/kv1",
-                json!({"type": "kv", "options": {"version": "1"}}),
-            )
-            .await;
+    }
+
+    /// Mounts KV version 1 at `kv1/` and adds the `reader` policy.
+    async fn configure(&self) {
+        self.root(
+            "POST",
+            "sys/mounts/kv1",
+            json!({"type": "kv", "options": {"version": "1"}}),
+        )
+        .await;
+        self.root(
+            "PUT",
+            "sys/policies/acl/reader",
+            json!({ "policy": READER_POLICY }),
+        )
+        .await;
+    }
+
+    /// A real server keeping its state (raft storage, static seal) across [`Self::restart`]:
+    /// initialized once, `root_token` is the token init returned; KV v1 at `kv1/` as for dev
+    /// servers (no KV v2 at `secret/`).
+    pub async fn start_persistent() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (port, cluster_port) = (free_port(), free_port());
+        let path = dir.path();
+        std::fs::create_dir(path.join("raft")).expect("raft folder");
+        // A test key: the data it protects lives and dies with the temp folder.
+        std::fs::write(path.join("unseal.key"), [7u8; 32]).expect("seal key");
+        let config = path.join("bao.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"raft\" {{\n  path = \"{raft}\"\n  node_id = \"sigil-test\"\n}}\n\
+                 listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  cluster_address = \"127.0.0.1:{cluster_port}\"\n  tls_disable = true\n}}\n\
+                 seal \"static\" {{\n  current_key_id = \"sigil-test-1\"\n  current_key = \"file://{key}\"\n}}\n\
+                 api_addr = \"http://127.0.0.1:{port}\"\ncluster_addr = \"http://127.0.0.1:{cluster_port}\"\n",
+                raft = path.join("raft").display(),
+                key = path.join("unseal.key").display(),
+            ),
+        )
+        .expect("bao config");
+        let mut vault = Self {
+            child: spawn_server(path, &config),
+            dir,
+            address: format!("http://127.0.0.1:{port}"),
+            root_token: String::new(),
+            ca_pem: None,
+            http: crate::support::http::client(),
+            config: Some(config),
+        };
+        vault.wait("answering", |answer| answer.is_some()).await;
+        let init = vault
+            .http
+            .put(format!("{}/v1/sys/init", vault.address))
+            .json(&json!({"recovery_shares": 1, "recovery_threshold": 1}))
+            .send()
+            .await
+            .expect("sys/init");
+        assert!(init.status().is_success(), "sys/init: {}", init.status());
+        let init: Value = init.json().await.expect("sys/init answer");
+        vault.root_token = init["root_token"].as_str().expect("root token").to_string();
+        vault.wait_unsealed().await;
+        vault.configure().await;
         vault
-            .root(
-                "PUT",
-                "sys/policies/acl/reader",
-                json!({ "policy": READER_POLICY }),
-            )
-            .await;
-        vault
+    }
+
+    /// SIGKILLs the server, as a crash: its address refuses connections until [`Self::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the persistent server again on its address and storage; returns once it unsealed
+    /// itself and serves (its data and tokens are those it had).
+    pub async fn restart(&mut self) {
+        self.kill();
+        let config = self
+            .config
+            .clone()
+            .expect("only a persistent server restarts");
+        self.child = spawn_server(self.dir.path(), &config);
+        self.wait_unsealed().await;
+    }
+
+    async fn wait_unsealed(&mut self) {
+        self.wait("unsealed and active", |answer| {
+            answer.is_some_and(|status| status.is_success())
+        })
+        .await;
+    }
+
+    /// Waits (bounded) until `sys/health`'s answer (None: no connection) passes `check`.
+    async fn wait(&mut self, what: &str, check: impl Fn(Option<http::StatusCode>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self
+                .http
+                .get(format!("{}/v1/sys/health", self.address))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .ok()
+                .map(|a| a.status());
+            if check(answer) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("bao exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bao on {} not {what} within 30s (last answer {answer:?}): {}",
+                self.address,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn healthy(&self) -> bool {
@@ -285,6 +395,24 @@ impl OpenBao {
         )
         .await;
     }
+}
+
+/// `bao server -config=CONFIG` in `dir`, appending to `dir/bao.log`.
+fn spawn_server(dir: &std::path::Path, config: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("bao.log"))
+        .expect("bao log");
+    Command::new(tool("bao"))
+        .arg("server")
+        .arg(format!("-config={}", config.display()))
+        .env("HOME", dir)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("bao starts")
 }
 
 pub fn client_token(answer: &Value) -> String {

@@ -124,11 +124,7 @@ impl Workloads {
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
-        let object: K = sigil::yaml::from_str(yaml).expect("a test manifest");
-        Api::<K>::namespaced(self.client.clone(), &self.namespace)
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap_or_else(|e| panic!("create a {} in {}: {e}", K::kind(&()), self.namespace));
+        create_object::<K>(&self.client, &self.namespace, yaml).await;
     }
 
     async fn create_git_objects(&self, backends: &Backends) {
@@ -327,25 +323,47 @@ impl Workloads {
     /// How many times Events were emitted about each of the workloads' objects (an Event
     /// repeated as a series counts each time), by `Kind/name`.
     pub async fn event_counts(&self) -> BTreeMap<String, i32> {
-        let events = Api::<Event>::namespaced(self.client.clone(), &self.namespace)
-            .list(&ListParams::default())
-            .await
-            .expect("list Events")
-            .items;
-        let mut counts = BTreeMap::new();
-        for event in events {
-            let Some(regarding) = event.regarding else {
-                continue;
-            };
-            let about = format!(
-                "{}/{}",
-                regarding.kind.unwrap_or_default(),
-                regarding.name.unwrap_or_default()
-            );
-            *counts.entry(about).or_default() += event.series.map_or(1, |s| s.count.max(1));
-        }
-        counts
+        event_counts(&self.client, &self.namespace).await
     }
+}
+
+/// How many times Events were emitted about each object of `namespace` (an Event repeated as a
+/// series counts each time), by `Kind/name`.
+pub async fn event_counts(client: &kube::Client, namespace: &str) -> BTreeMap<String, i32> {
+    let events = Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list Events")
+        .items;
+    let mut counts = BTreeMap::new();
+    for event in events {
+        let Some(regarding) = event.regarding else {
+            continue;
+        };
+        let about = format!(
+            "{}/{}",
+            regarding.kind.unwrap_or_default(),
+            regarding.name.unwrap_or_default()
+        );
+        *counts.entry(about).or_default() += event.series.map_or(1, |s| s.count.max(1));
+    }
+    counts
+}
+
+/// Creates the object of `yaml` in `namespace`.
+pub async fn create_object<K>(client: &kube::Client, namespace: &str, yaml: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let object: K = sigil::yaml::from_str(yaml).expect("a test manifest");
+    Api::<K>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("create a {} in {namespace}: {e}", K::kind(&())));
 }
 
 fn ready(conditions: Option<Vec<Condition>>) -> Option<Condition> {
