@@ -22,6 +22,7 @@ use sigil::manifests::apply::{ApplyOptions, Mode, apply_plan};
 use sigil::manifests::parse::parse_files;
 use sigil::manifests::pipeline::{self, Rendered};
 use sigil::manifests::source::SourceFile;
+use sigil::manifests::substitute::Variables;
 use sigil::manifests::{Owner, PlanOptions, Resolver, Target};
 
 const OBJECTS: usize = 1_000;
@@ -101,7 +102,8 @@ async fn engine(client: &kube::Client) -> BenchResult<()> {
 
     let rendered = Rendered::plain(files);
     let started = Instant::now();
-    let planned = pipeline::desired(&rendered, None, &resolver, &options).await?;
+    let planned =
+        pipeline::desired(&rendered, &Variables::default(), None, &resolver, &options).await?;
     let report = apply_plan(&target, &resolver, &planned, apply).await;
     let took = started.elapsed();
     if !report.failures.is_empty() {
@@ -117,7 +119,8 @@ async fn engine(client: &kube::Client) -> BenchResult<()> {
 
     let before = versions(client, namespace).await?;
     let started = Instant::now();
-    let planned = pipeline::desired(&rendered, None, &resolver, &options).await?;
+    let planned =
+        pipeline::desired(&rendered, &Variables::default(), None, &resolver, &options).await?;
     let report = apply_plan(&target, &resolver, &planned, apply).await;
     let took = started.elapsed();
     let after = versions(client, namespace).await?;

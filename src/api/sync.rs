@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::post_build::PostBuild;
 use super::render::{
     CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, RendererKind,
 };
@@ -120,6 +121,13 @@ pub struct SyncSpec {
     /// Decrypt SOPS-encrypted files with the age identities of a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<Decryption>,
+    /// Variables substituted into every object after rendering (Flux's `postBuild`): `${var}`,
+    /// `${var:=default}`; an unset variable without a default becomes empty. Objects annotated
+    /// or labelled `sigil.dev/substitute: disabled` (or Flux's
+    /// `kustomize.toolkit.fluxcd.io/substitute`), SealedSecrets and SOPS-encrypted documents
+    /// are never substituted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<PostBuild>,
     /// Syncs that must be Ready at their source's latest revision (and so healthy, when they
     /// wait) before this one applies; a cycle is reported, never waited on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

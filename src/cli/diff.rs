@@ -3,7 +3,8 @@
 //! The folder is read, parsed and validated exactly as a Sync reads its Git path (a plaintext
 //! Secret fails here too), then every object is applied with `dryRun=All` so the server says
 //! what would result. With `--sync NAME` the Sync's own settings (target namespace,
-//! ServiceAccount, ownership labels) are used and its inventory tells what would be pruned.
+//! ServiceAccount, ownership labels, `postBuild` variables) are used and its inventory tells what
+//! would be pruned.
 //! Secret values are never printed.
 
 use std::io::Write;
@@ -25,6 +26,7 @@ use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderOptions, Renderer};
 use crate::manifests::sops::{Keys, KeysError, keys_of};
 use crate::manifests::source::{SourceError, read_local, read_local_selected};
+use crate::manifests::variables;
 use crate::manifests::{Owner, PlanOptions, Resolver, Target};
 
 /// Arguments of `sigil diff`.
@@ -149,7 +151,10 @@ pub async fn diff(
         owner: owner.clone(),
     };
     let keys = decryption_keys(&client, args, &spec, &namespace).await?;
-    let plan = pipeline::desired(&files, keys.as_ref(), &resolver, &options)
+    let vars = variables::load(&client, &namespace, spec.post_build.as_ref())
+        .await
+        .map_err(|e| DiffError::Refused(e.to_string()))?;
+    let plan = pipeline::desired(&files, &vars, keys.as_ref(), &resolver, &options)
         .await
         .map_err(|e| match e {
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),

@@ -42,6 +42,7 @@ use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
 use crate::manifests::render::{RenderError, RenderMetrics, Renderer};
 use crate::manifests::sops::{KeysError, keys_of};
+use crate::manifests::variables;
 use crate::manifests::wait::{self, WaitOutcome};
 use crate::manifests::{Desired, Owner, Plan, PlanOptions, Resolver, Target};
 
@@ -341,10 +342,19 @@ async fn run_revision(
             );
         }
     };
-    let plan = match pipeline::desired(&files, keys.as_ref(), &state.resolver, &options).await {
-        Ok(plan) => plan,
-        Err(err) => return plan_failed(err, revision),
+    let post_build = sync.spec.post_build.as_ref();
+    let vars = match variables::load(&state.ctx.client, &namespace, post_build).await {
+        Ok(vars) => vars,
+        Err(err) => {
+            let message = format!("Sync {namespace}/{}: {err}", sync.name_any());
+            return RunOutcome::failed("SubstitutionFailed", message, err.stalled());
+        }
     };
+    let plan =
+        match pipeline::desired(&files, &vars, keys.as_ref(), &state.resolver, &options).await {
+            Ok(plan) => plan,
+            Err(err) => return plan_failed(err, revision),
+        };
     let previous = sync
         .status
         .as_ref()

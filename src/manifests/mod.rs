@@ -11,7 +11,8 @@
 //!   (and no dry run when [`fields`] shows from `managedFields` that nothing would change);
 //! * [`prune`]: deleting what left Git, with its guards;
 //! * [`health`]: kstatus rules, whether an applied object reached what its spec asks for;
-//! * [`substitute`]: Flux's post-build `${var}` substitution;
+//! * [`substitute`]: Flux's post-build `${var}` substitution, with the variables [`variables`]
+//!   reads from `spec.postBuild`;
 //! * [`wait`]: polling applied objects until they are healthy, within a timeout;
 //! * [`diff`]: a readable diff of live against the dry-run result, Secret values masked.
 
@@ -31,6 +32,7 @@ pub mod render;
 pub mod sops;
 pub mod source;
 pub mod substitute;
+pub mod variables;
 pub mod wait;
 
 pub use apply::{Applied, ApplyReport, Mode, Outcome};

@@ -1,6 +1,7 @@
 //! The stages a Sync (and `sigil diff`) runs on a revision's files: render ([`render`]), parse,
-//! decrypt SOPS documents and plan ([`desired`]), then apply and — only after a fully
-//! successful apply — prune ([`roll_out`]).
+//! substitute `spec.postBuild` variables, decrypt SOPS documents and plan ([`desired`]), then
+//! apply and — only after a fully successful apply — prune ([`roll_out`]).
+//! Substitution comes before decryption, so a decrypted value is never substituted into.
 //! Reading the files and rendering them come before; what a caller does with the result
 //! (status, events, a printed diff) comes after.
 
@@ -11,7 +12,7 @@ use super::apply::{ApplyOptions, ApplyReport, Mode, apply_plan};
 use super::client::Target;
 use super::discovery::Resolver;
 use super::object::{Owner, describe, same_object};
-use super::parse::parse_files;
+use super::parse::{Manifest, parse_files};
 use super::plan::{
     Plan, PlanError, PlanOptions, Problem, ProblemKind, Problems, plan, source_problems,
 };
@@ -19,6 +20,7 @@ use super::prune::{PruneReport, prune};
 use super::render::{self, RenderError, RenderInputs, Renderer};
 use super::sops::{self, Keys};
 use super::source::SourceFile;
+use super::substitute::{Variables, substitute_object};
 use crate::api::render::RendererKind;
 use crate::api::sync::{InventoryEntry, SyncSpec};
 
@@ -111,16 +113,19 @@ fn folder_name(folder: &str) -> &str {
     }
 }
 
-/// Parses every file, opens the SOPS documents with `keys` and validates every document (all
-/// before anything is applied).
+/// Parses every file, substitutes `vars` (see [`super::substitute`]), opens the SOPS documents
+/// with `keys` and validates every document (all before anything is applied).
 pub async fn desired(
     rendered: &Rendered,
+    vars: &Variables,
     keys: Option<&Keys>,
     resolver: &Resolver,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let (manifests, parse_errors) = parse_files(&rendered.files);
     let mut problems = source_problems(&manifests, parse_errors, options);
+    let (manifests, unsubstituted) = substituted(manifests, vars);
+    problems.extend(unsubstituted);
     let (manifests, unopened) = sops::open_manifests(manifests, &rendered.sops_sources, keys);
     problems.extend(unopened.into_iter().map(|u| Problem {
         kind: ProblemKind::Decryption,
@@ -131,6 +136,32 @@ pub async fn desired(
         return Err(PlanError::Problems(Problems(problems)));
     }
     plan(manifests, problems, resolver, options).await
+}
+
+/// The documents with `vars` substituted; a document that fails is left out, with its problem.
+fn substituted(manifests: Vec<Manifest>, vars: &Variables) -> (Vec<Manifest>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let manifests = manifests
+        .into_iter()
+        .filter_map(
+            |mut manifest| match substitute_object(&manifest.object, vars) {
+                Ok(None) => Some(manifest),
+                Ok(Some(object)) => {
+                    manifest.object = object;
+                    Some(manifest)
+                }
+                Err(err) => {
+                    problems.push(Problem {
+                        kind: ProblemKind::Substitution,
+                        location: manifest.location(),
+                        message: format!("{} {}: {err}", manifest.kind(), manifest.name()),
+                    });
+                    None
+                }
+            },
+        )
+        .collect();
+    (manifests, problems)
 }
 
 /// How a plan is rolled out.
@@ -222,4 +253,54 @@ pub async fn roll_out(how: RollOut<'_>, plan: &Plan, previous: &[InventoryEntry]
         _ => None,
     };
     RollOutReport { apply, prune }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest(line: usize, object: serde_json::Value) -> Manifest {
+        Manifest {
+            file: "apps/settings.yaml".into(),
+            line,
+            object,
+        }
+    }
+
+    #[test]
+    fn substitution_keeps_good_documents_and_names_the_bad_one_without_its_value() {
+        let mut vars = Variables::default();
+        vars.extend([("env", "prod"), ("secret", "[s3cret")])
+            .expect("names");
+        let good = manifest(
+            1,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a"}, "data": {"env": "${env}"}}),
+        );
+        let untouched = manifest(
+            8,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}),
+        );
+        let bad = manifest(
+            12,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c"}, "data": {"x": "${secret}"}}),
+        );
+        let (kept, problems) = substituted(vec![good, untouched.clone(), bad], &vars);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].object.pointer("/data/env"), Some(&json!("prod")));
+        assert_eq!(kept[1], untouched);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let problem = &problems[0];
+        assert_eq!(problem.kind, ProblemKind::Substitution);
+        assert_eq!(problem.location, "apps/settings.yaml:12");
+        assert!(problem.message.starts_with("ConfigMap c: "), "{problem}");
+        assert!(!problem.message.contains("s3cret"), "{problem}");
+        assert_eq!(
+            Problems(problems).reason(),
+            "SubstitutionFailed",
+            "the condition reason"
+        );
+    }
 }

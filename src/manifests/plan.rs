@@ -83,6 +83,7 @@ impl Plan {
 pub enum ProblemKind {
     Plaintext,
     Decryption,
+    Substitution,
     Parse,
     UnknownKind,
     Invalid,
@@ -113,6 +114,7 @@ impl Problems {
         match self.0.iter().map(|p| p.kind).min() {
             Some(ProblemKind::Plaintext) => "PlaintextSecret",
             Some(ProblemKind::Decryption) => "DecryptionFailed",
+            Some(ProblemKind::Substitution) => "SubstitutionFailed",
             Some(ProblemKind::Parse) => "ParseFailed",
             Some(ProblemKind::UnknownKind) => "UnknownKind",
             _ => "ValidationFailed",

@@ -13,8 +13,9 @@
 //! * an object labelled or annotated `kustomize.toolkit.fluxcd.io/substitute: disabled` (or
 //!   `sigil.dev/substitute: disabled`) is left alone.
 //!
-//! Ciphertext is never touched: a SOPS-encrypted document (top-level `sops`) is skipped whole
-//! and a SealedSecret's `spec.encryptedData` is kept byte for byte.
+//! Ciphertext is never touched: a SOPS-encrypted document (top-level `sops`) and a SealedSecret
+//! (whose values are sealed to its namespace and name) are skipped whole. Errors name the
+//! reference or the variable, never a value (values may come from Secrets).
 
 use std::collections::BTreeMap;
 
@@ -34,13 +35,21 @@ pub enum SubstituteError {
     Unclosed(usize),
     #[error("variable substitution failed: bad substitution ${{{0}}}")]
     BadSubstitution(String),
-    #[error("variable substitution failed: the result is not valid YAML: {0}")]
-    Yaml(String),
+    /// The parser's message is not kept: it may quote the substituted text.
+    #[error("variable substitution failed: the result is not valid YAML (quote the reference?)")]
+    Yaml,
 }
 
-/// The variables of one Sync, merged in Flux's order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The variables of one Sync, merged in Flux's order. Values may come from Secrets: they are
+/// zeroized when dropped and never shown (`Debug` lists the names only).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Variables(BTreeMap<String, String>);
+
+impl std::fmt::Debug for Variables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -74,6 +83,13 @@ impl Variables {
     }
 }
 
+impl Drop for Variables {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.values_mut().for_each(Zeroize::zeroize);
+    }
+}
+
 /// Whether an object opts out by label or annotation.
 pub fn disabled(object: &Value) -> bool {
     ["labels", "annotations"].iter().any(|field| {
@@ -86,42 +102,34 @@ pub fn disabled(object: &Value) -> bool {
     })
 }
 
-fn is_sealed_secret(object: &Value) -> bool {
-    object.get("kind").and_then(Value::as_str) == Some("SealedSecret")
-        && object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with("sigil.dev/"))
+/// Ciphertext: a SOPS document or a SealedSecret (sigil's or Bitnami's).
+fn is_ciphertext(object: &Value) -> bool {
+    object.get("sops").is_some()
+        || object.get("kind").and_then(Value::as_str) == Some("SealedSecret")
 }
 
-/// Substitutes the variables into one object; returns it unchanged when substitution does not
-/// apply to it.
-pub fn substitute_object(object: &Value, vars: &Variables) -> Result<Value, SubstituteError> {
-    if vars.is_empty() || disabled(object) || object.get("sops").is_some() {
-        return Ok(object.clone());
+/// Whether substitution applies to an object at all.
+pub fn applies(object: &Value, vars: &Variables) -> bool {
+    !vars.is_empty() && !disabled(object) && !is_ciphertext(object)
+}
+
+/// Substitutes the variables into one object; None when substitution does not apply to it or
+/// changes nothing.
+pub fn substitute_object(
+    object: &Value,
+    vars: &Variables,
+) -> Result<Option<Value>, SubstituteError> {
+    if !applies(object, vars) {
+        return Ok(None);
     }
-    let mut object = object.clone();
-    let sealed = if is_sealed_secret(&object) {
-        object
-            .get_mut("spec")
-            .and_then(Value::as_object_mut)
-            .and_then(|spec| spec.remove("encryptedData"))
-    } else {
-        None
-    };
-    let text = crate::yaml::to_string(&object).map_err(|e| SubstituteError::Yaml(e.to_string()))?;
-    let replaced = substitute_text(&text, vars)?;
-    let mut result: Value = if replaced == text {
-        object
-    } else {
-        crate::yaml::from_str(&replaced).map_err(|e| SubstituteError::Yaml(e.to_string()))?
-    };
-    if let Some(encrypted) = sealed
-        && let Some(spec) = result.get_mut("spec").and_then(Value::as_object_mut)
-    {
-        spec.insert("encryptedData".into(), encrypted);
+    let text = crate::yaml::to_string(object).map_err(|_| SubstituteError::Yaml)?;
+    let replaced = zeroize::Zeroizing::new(substitute_text(&text, vars)?);
+    if *replaced == text {
+        return Ok(None);
     }
-    Ok(result)
+    crate::yaml::from_str(&replaced)
+        .map(Some)
+        .map_err(|_| SubstituteError::Yaml)
 }
 
 /// Replaces every `${...}` reference in `input` (Flux's envsubst, braced form only).
@@ -244,6 +252,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The object after substitution (itself when nothing applied or changed).
+    fn substituted(object: &Value, vars: &Variables) -> Value {
+        substitute_object(object, vars)
+            .expect("substitutes")
+            .unwrap_or_else(|| object.clone())
+    }
+
     fn vars(pairs: &[(&str, &str)]) -> Variables {
         let mut vars = Variables::default();
         vars.extend(pairs.iter().copied()).expect("valid names");
@@ -327,7 +342,7 @@ mod tests {
         let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "${app}", "labels": {"tier": "${tier:=frontend}"}},
             "spec": {"replicas": "${replicas}"}});
-        let result = substitute_object(&object, &v).expect("substitutes");
+        let result = substituted(&object, &v);
         assert_eq!(
             result,
             json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -339,10 +354,7 @@ mod tests {
     #[test]
     fn no_variables_means_no_substitution() {
         let object = json!({"kind": "ConfigMap", "data": {"x": "${unset}"}});
-        assert_eq!(
-            substitute_object(&object, &Variables::default()).expect("unchanged"),
-            object
-        );
+        assert_eq!(substitute_object(&object, &Variables::default()), Ok(None));
     }
 
     #[test]
@@ -353,7 +365,7 @@ mod tests {
                 let object = json!({"kind": "ConfigMap",
                     "metadata": {"name": "script", field: {key: "disabled"}},
                     "data": {"run.sh": "echo ${a}"}});
-                assert_eq!(substitute_object(&object, &v).expect("unchanged"), object);
+                assert_eq!(substitute_object(&object, &v), Ok(None));
             }
         }
     }
@@ -364,18 +376,16 @@ mod tests {
         let sops = json!({"kind": "Secret", "metadata": {"name": "db"},
             "data": {"password": "ENC[AES256_GCM,data:${x},type:str]"},
             "sops": {"mac": "ENC[...]", "age": []}});
-        assert_eq!(substitute_object(&sops, &v).expect("unchanged"), sops);
+        assert_eq!(substitute_object(&sops, &v), Ok(None));
         let armored =
             "-----BEGIN AGE ENCRYPTED FILE-----\n${x}\n-----END AGE ENCRYPTED FILE-----\n";
-        let sealed = json!({"apiVersion": "sigil.dev/v1alpha1", "kind": "SealedSecret",
-            "metadata": {"name": "db", "namespace": "${ns}"},
-            "spec": {"encryptedData": {"password": armored}}});
-        let result = substitute_object(&sealed, &v).expect("substitutes metadata");
-        assert_eq!(result.pointer("/metadata/namespace"), Some(&json!("prod")));
-        assert_eq!(
-            result.pointer("/spec/encryptedData/password"),
-            Some(&json!(armored))
-        );
+        // Sealed to its namespace and name: substituting either would only break it.
+        for api_version in ["sigil.dev/v1alpha1", "bitnami.com/v1alpha1"] {
+            let sealed = json!({"apiVersion": api_version, "kind": "SealedSecret",
+                "metadata": {"name": "db", "namespace": "${ns}"},
+                "spec": {"encryptedData": {"password": armored}}});
+            assert_eq!(substitute_object(&sealed, &v), Ok(None));
+        }
     }
 
     #[test]
@@ -384,7 +394,7 @@ mod tests {
         let object = json!({"kind": "ConfigMap", "data": {"x": "${bad}"}});
         assert!(matches!(
             substitute_object(&object, &v),
-            Err(SubstituteError::Yaml(_))
+            Err(SubstituteError::Yaml)
         ));
     }
 }

@@ -31,6 +31,7 @@ mod sealed_example;
 mod sharding;
 mod sops;
 mod status_cli;
+mod substitute;
 mod support;
 mod sync;
 mod tools;
