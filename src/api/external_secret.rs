@@ -53,7 +53,9 @@ use super::common::TemplateMetadata;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalSecretSpec {
-    /// The store to read from.
+    /// The store to read from (not needed when the values come from a generator,
+    /// `dataFrom[].sourceRef.generatorRef`).
+    #[serde(default)]
     pub secret_store_ref: SecretStoreRef,
     /// How often to read the values again (`1h` by default; `0` reads only when the
     /// ExternalSecret changes or a refresh is requested with the annotation
@@ -195,6 +197,40 @@ pub struct ExternalSecretDataFrom {
     /// Every secret matching becomes a key named after the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub find: Option<FindRef>,
+    /// Values from somewhere other than `secretStoreRef`: a generator.
+    #[serde(default, rename = "sourceRef", skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<DataFromSourceRef>,
+}
+
+/// Where a `dataFrom` entry's values come from, in External Secrets Operator's shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataFromSourceRef {
+    /// A generator issuing new credentials (`VaultDynamicSecret`); every key of
+    /// its answer becomes a key of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ref: Option<GeneratorRef>,
+}
+
+/// A generator in the ExternalSecret's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorRef {
+    /// `sigil.dev/v1alpha1`.
+    pub api_version: String,
+    /// `VaultDynamicSecret`.
+    pub kind: String,
+    /// Name of the generator.
+    pub name: String,
+}
+
+impl ExternalSecretSpec {
+    /// The generators `dataFrom` names, in order.
+    pub fn generator_refs(&self) -> impl Iterator<Item = &GeneratorRef> {
+        self.data_from
+            .iter()
+            .filter_map(|d| d.source_ref.as_ref()?.generator_ref.as_ref())
+    }
 }
 
 /// Secrets to find in the store.
@@ -236,4 +272,53 @@ pub struct ExternalSecretStatus {
     /// resourceVersion of the Secret as last written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced_resource_version: Option<String>,
+    /// The lease of the credentials a generator issued for the Secret: kept here
+    /// so a restarted controller renews the same lease instead of asking for new
+    /// credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
+    /// Leases replaced by newer credentials and not yet revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retiring_leases: Vec<RetiringLease>,
+}
+
+/// A Vault lease held for an ExternalSecret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseStatus {
+    /// The generator that issued it, `VaultDynamicSecret/NAME`.
+    pub generator: String,
+    /// Vault's lease id (not a credential: it names the lease, to renew or revoke
+    /// it); empty when Vault's answer carried no lease.
+    pub id: String,
+    /// When the credentials were issued.
+    pub issue_time: Time,
+    /// When the lease ends unless renewed.
+    pub expire_time: Time,
+    /// When the lease was last renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewal_time: Option<Time>,
+    /// The lease's duration as first granted, in seconds.
+    pub duration_seconds: i64,
+    /// Whether Vault allows renewing it.
+    pub renewable: bool,
+    /// The end no renewal can move (the max TTL), once Vault showed it: the
+    /// lease is not renewable, or a renewal granted less than asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_expire_time: Option<Time>,
+    /// Keyed fingerprint of the Secret data written from these credentials.
+    pub data_hmac: String,
+    /// The ExternalSecret's generation the Secret was written for.
+    #[serde(default)]
+    pub generation: i64,
+}
+
+/// A lease waiting to be revoked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiringLease {
+    /// The generator that issued it.
+    pub generator: String,
+    /// Vault's lease id.
+    pub id: String,
 }

@@ -11,6 +11,7 @@ pub mod render;
 pub mod sealed_secret;
 pub mod secret_store;
 pub mod sync;
+pub mod vault_dynamic_secret;
 
 pub use external_secret::{ExternalSecret, ExternalSecretSpec, ExternalSecretStatus};
 pub use git_source::{GitSource, GitSourceSpec, GitSourceStatus};
@@ -19,6 +20,7 @@ pub use secret_store::{
     ClusterSecretStore, ClusterSecretStoreSpec, SecretStore, SecretStoreSpec, SecretStoreStatus,
 };
 pub use sync::{ManifestSync, SyncSpec, SyncStatus};
+pub use vault_dynamic_secret::{VaultDynamicSecret, VaultDynamicSecretSpec};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -39,6 +41,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterSecretStore::crd(),
         GitSource::crd(),
         ManifestSync::crd(),
+        VaultDynamicSecret::crd(),
     ]
 }
 

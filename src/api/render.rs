@@ -129,7 +129,7 @@ pub struct Decryption {
 }
 
 /// Any YAML object: the API server keeps its fields as they are.
-fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true

@@ -35,6 +35,9 @@ pub struct StoreKey {
     /// The namespace of a `SecretStore`; `None` for a `ClusterSecretStore`.
     pub namespace: Option<String>,
     pub name: String,
+    /// The kind of a generator (`VaultDynamicSecret`) whose provider block is
+    /// used as a namespaced store's is: credentials from its own namespace only.
+    pub generator: Option<&'static str>,
 }
 
 impl StoreKey {
@@ -43,6 +46,15 @@ impl StoreKey {
             kind: StoreKind::SecretStore,
             namespace: Some(namespace.to_string()),
             name: name.to_string(),
+            generator: None,
+        }
+    }
+
+    /// A generator of `kind` in `namespace`.
+    pub fn generator(kind: &'static str, namespace: &str, name: &str) -> Self {
+        Self {
+            generator: Some(kind),
+            ..Self::secret_store(namespace, name)
         }
     }
 
@@ -51,15 +63,20 @@ impl StoreKey {
             kind: StoreKind::ClusterSecretStore,
             namespace: None,
             name: name.to_string(),
+            generator: None,
         }
     }
 }
 
 impl fmt::Display for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.generator {
+            Some(generator) => generator.to_string(),
+            None => format!("{:?}", self.kind),
+        };
         match &self.namespace {
-            Some(namespace) => write!(f, "{:?}/{namespace}/{}", self.kind, self.name),
-            None => write!(f, "{:?}/{}", self.kind, self.name),
+            Some(namespace) => write!(f, "{kind}/{namespace}/{}", self.name),
+            None => write!(f, "{kind}/{}", self.name),
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod aws;
 pub mod cache;
 pub mod credentials;
+pub mod generator;
 pub mod metrics;
 pub mod parameter_store;
 pub mod property;
@@ -234,6 +235,11 @@ pub trait Provider: Send + Sync {
                 self.kind()
             )))
         })
+    }
+
+    /// The provider as a generator of leased credentials, if it is one (Vault).
+    fn generator(&self) -> Option<&dyn generator::Generator> {
+        None
     }
 
     /// Reads one secret.

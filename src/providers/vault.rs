@@ -34,6 +34,10 @@ use vaultrs::api::{AuthInfo, EndpointMiddleware};
 use vaultrs::client::{VaultClient, VaultClientSettings};
 use zeroize::Zeroize;
 
+mod leases;
+
+pub use leases::lease_is_gone;
+
 use super::metrics::StoreCalls;
 use super::{FIND_LIMIT, FindQuery, Provider, ProviderError, RemoteKey, SecretValue};
 use crate::api::secret_store::{VaultKvVersion, VaultProvider};
@@ -657,6 +661,10 @@ impl VaultKv {
 impl Provider for VaultKv {
     fn kind(&self) -> &'static str {
         "vault"
+    }
+
+    fn generator(&self) -> Option<&dyn super::generator::Generator> {
+        Some(self)
     }
 
     fn get_metadata<'a>(

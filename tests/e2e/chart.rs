@@ -200,7 +200,7 @@ fn chart_crds_are_exactly_what_sigil_crds_prints() {
         metadata.remove("annotations");
         rendered.insert(name(&crd).to_string(), crd);
     }
-    assert_eq!(rendered.len(), 6, "the six CRDs");
+    assert_eq!(rendered.len(), 7, "the seven CRDs");
     assert_eq!(
         rendered.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
@@ -396,6 +396,10 @@ fn assert_controller_permissions(docs: &[Value], cluster_scoped: bool) {
         }
     }
     assert!(allowed(docs, "", "serviceaccounts", "impersonate"));
+    assert!(
+        allowed(docs, "sigil.dev", "vaultdynamicsecrets", "get"),
+        "generators ExternalSecrets name"
+    );
     assert!(
         allowed(docs, "", "serviceaccounts/token", "create"),
         "TokenRequest for SecretStores' serviceAccountRef"

@@ -12,6 +12,7 @@ mod external_example;
 mod external_ssm;
 mod external_vault;
 mod external_vault_auth;
+mod external_vault_dynamic;
 mod faults;
 mod git;
 mod ha;

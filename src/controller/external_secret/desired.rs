@@ -127,22 +127,12 @@ pub fn validate(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
             }
             _ => {
                 return Err(BuildError::Invalid(format!(
-                    "spec.dataFrom[{i}]: set exactly one of extract, find"
+                    "spec.dataFrom[{i}]: set exactly one of extract, find (a sourceRef.generatorRef must be the only dataFrom entry)"
                 )));
             }
         }
     }
-    if let Some(template) = &spec.target.template {
-        for (key, text) in &template.data {
-            check_key(key).map_err(|why| {
-                BuildError::Invalid(format!("spec.target.template.data.{key}: {why}"))
-            })?;
-            Template::parse(text).map_err(|e| {
-                BuildError::Invalid(format!("spec.target.template.data.{key}: {e}"))
-            })?;
-        }
-    }
-    Ok(())
+    validate_template(spec)
 }
 
 /// Secret data keys: `[-._a-zA-Z0-9]+`, at most 253 characters.
@@ -266,6 +256,76 @@ pub fn build(
         });
     }
 
+    finish(spec, data)
+}
+
+/// The Secret's data from the values a generator issued (a JSON object whose
+/// top-level properties become keys), through `target.template` as [`build`] does.
+pub fn from_generated(
+    spec: &ExternalSecretSpec,
+    values: &SecretValue,
+    field: &str,
+) -> Result<Desired, BuildError> {
+    let map = property::extract(values, None, field).map_err(|e| failed(field, &e))?;
+    let mut data = BTreeMap::new();
+    for (key, value) in map {
+        check_key(&key).map_err(|why| BuildError::Failed {
+            message: format!("{field}: property {key:?} cannot be a Secret key: {why}"),
+            transient: false,
+        })?;
+        data.insert(key, value);
+    }
+    finish(spec, data)
+}
+
+/// Checks an ExternalSecret whose values come from a generator: one
+/// `dataFrom[].sourceRef.generatorRef` naming a `VaultDynamicSecret`, and nothing else to read.
+pub fn validate_generated(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
+    let invalid = |message: &str| Err(BuildError::Invalid(message.to_string()));
+    if !spec.data.is_empty() || spec.data_from.len() != 1 {
+        return invalid(
+            "spec: an ExternalSecret reading a generator has exactly one dataFrom entry (its sourceRef.generatorRef) and no data",
+        );
+    }
+    let Some(generator) = spec.generator_refs().next() else {
+        return invalid("spec.dataFrom[0].sourceRef: set generatorRef");
+    };
+    if generator.api_version != format!("{}/{}", crate::api::GROUP, crate::api::VERSION)
+        || generator.kind != "VaultDynamicSecret"
+    {
+        return Err(BuildError::Invalid(format!(
+            "spec.dataFrom[0].sourceRef.generatorRef: {}/{} is not a generator sigil knows; use apiVersion {}/{}, kind VaultDynamicSecret",
+            generator.api_version,
+            generator.kind,
+            crate::api::GROUP,
+            crate::api::VERSION
+        )));
+    }
+    if generator.name.is_empty() {
+        return invalid("spec.dataFrom[0].sourceRef.generatorRef.name: must not be empty");
+    }
+    validate_template(spec)
+}
+
+fn validate_template(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
+    if let Some(template) = &spec.target.template {
+        for (key, text) in &template.data {
+            check_key(key).map_err(|why| {
+                BuildError::Invalid(format!("spec.target.template.data.{key}: {why}"))
+            })?;
+            Template::parse(text).map_err(|e| {
+                BuildError::Invalid(format!("spec.target.template.data.{key}: {e}"))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `target.template` over the values, the size limit, and the Secret's metadata.
+fn finish(
+    spec: &ExternalSecretSpec,
+    mut data: BTreeMap<String, Zeroizing<Vec<u8>>>,
+) -> Result<Desired, BuildError> {
     let template = spec.target.template.clone().unwrap_or_default();
     if !template.data.is_empty() {
         let mut rendered = BTreeMap::new();
@@ -358,6 +418,7 @@ mod tests {
                     ..Default::default()
                 }),
                 find: None,
+                source_ref: None,
             }],
             ..Default::default()
         };
@@ -381,6 +442,7 @@ mod tests {
             data_from: vec![ExternalSecretDataFrom {
                 extract: None,
                 find: Some(find.clone()),
+                source_ref: None,
             }],
             ..Default::default()
         };

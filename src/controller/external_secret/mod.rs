@@ -9,12 +9,16 @@
 //! Work is handed out in rounds ([`round`]) that read each store once for
 //! every ExternalSecret of the round.
 //!
+//! ExternalSecrets reading a generator (`dataFrom[].sourceRef.generatorRef`)
+//! are left to [`dynamic`], which keeps their leases.
+//!
 //! After a restart, objects whose status shows them in sync are refreshed
 //! within a couple of seconds through the periodic lane (the Secret is only
 //! written if the data differs), so restarts converge without a burst of
 //! writes and never look like a rotation.
 
 pub mod desired;
+pub mod dynamic;
 pub mod fetch;
 pub mod hmac;
 #[cfg(test)]
@@ -101,6 +105,7 @@ pub async fn run(ctx: Arc<Context>) {
     let calls = BackendCalls::default();
     ctx.metrics.register(|registry| calls.register(registry));
     let providers = Arc::new(ClientCache::new(calls));
+    let leases = tokio::spawn(dynamic::run(ctx.clone(), providers.clone(), hmac.clone()));
 
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let (es_reader, es_writer) = reflector::store::<ExternalSecret>();
@@ -231,6 +236,7 @@ pub async fn run(ctx: Arc<Context>) {
         }
     }
     tasks.shutdown().await;
+    let _ = leases.await;
 }
 
 fn for_store_watch(
@@ -495,7 +501,10 @@ impl Loop {
 
     fn observe(&mut self, es: &ExternalSecret, initial: bool) {
         let key = key_of(es);
-        if !self.shared.ctx.owns(es) || es.meta().deletion_timestamp.is_some() {
+        if !self.shared.ctx.owns(es)
+            || es.meta().deletion_timestamp.is_some()
+            || dynamic::uses_generator(es)
+        {
             self.forget(&key);
             return;
         }

@@ -26,6 +26,7 @@ pub const STORE_NOT_FOUND: &str = "StoreNotFound";
 pub const STORE_NOT_READY: &str = "StoreNotReady";
 pub const STORE_NOT_ALLOWED: &str = "StoreNotAllowed";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const GENERATOR_NOT_FOUND: &str = "GeneratorNotFound";
 
 /// Least time between two writes of `refreshTime` alone.
 pub const REFRESH_TIME_PERIOD: Duration = Duration::from_secs(60);
@@ -111,9 +112,22 @@ pub fn next_status(
 
 /// Writes the status when it changed and emits at most one Event.
 pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, interval: Duration) {
-    let (status, condition_changed) = next_status(es, verdict, interval, jiff::Timestamp::now());
+    publish_with(ctx, es, verdict, interval, |_| {}).await;
+}
+
+/// [`publish`] with `edit` applied to the new status first (the lease fields).
+pub async fn publish_with(
+    ctx: &Context,
+    es: &ExternalSecret,
+    verdict: &Verdict,
+    interval: Duration,
+    edit: impl FnOnce(&mut ExternalSecretStatus),
+) {
+    let (mut status, condition_changed) =
+        next_status(es, verdict, interval, jiff::Timestamp::now());
+    edit(&mut status);
     if es.status.as_ref() != Some(&status)
-        && let Err(error) = patch_status(&ctx.client, es, &status).await
+        && let Err(error) = patch_status(&ctx.client, es, &clearing_leases(&status)).await
     {
         tracing::warn!(%error, "cannot write status");
     }
@@ -146,6 +160,18 @@ pub async fn publish(ctx: &Context, es: &ExternalSecret, verdict: &Verdict, inte
     if let Some(event) = event {
         publish_event(ctx, event, &es.object_ref(&())).await;
     }
+}
+
+/// The status as a merge patch that also clears lease fields left empty
+/// (skipped fields would otherwise keep their old values).
+pub fn clearing_leases(status: &ExternalSecretStatus) -> serde_json::Value {
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.entry("lease").or_insert(serde_json::Value::Null);
+        map.entry("retiringLeases")
+            .or_insert(serde_json::Value::Null);
+    }
+    value
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod kube_cli;
 pub mod moto;
 pub mod objects;
 pub mod openbao;
+pub mod postgres;
 pub mod readme;
 pub mod sealed;
 pub mod sshd;

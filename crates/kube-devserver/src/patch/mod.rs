@@ -163,12 +163,23 @@ pub struct ApplyRequest<'a> {
     pub now: &'a str,
 }
 
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch, as the API server applies it: a `test` expecting
+/// `null` passes on a missing path (Kubernetes' json-patch library treats a
+/// missing value as null; kube-runtime's finalizer helper relies on it).
 pub fn json_patch(live: &Value, patch: &Value) -> Result<Value, PatchError> {
     let patch: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| PatchError::Invalid(e.to_string()))?;
     let mut out = live.clone();
-    json_patch::patch(&mut out, &patch).map_err(|e| PatchError::Invalid(e.to_string()))?;
+    for operation in patch.0 {
+        if let json_patch::PatchOperation::Test(test) = &operation
+            && test.value.is_null()
+            && out.pointer(test.path.as_str()).is_none()
+        {
+            continue;
+        }
+        json_patch::patch(&mut out, &[operation])
+            .map_err(|e| PatchError::Invalid(e.to_string()))?;
+    }
     Ok(out)
 }
 
@@ -258,6 +269,22 @@ fn group_kind(obj: &Value) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_patch_tests_for_null_pass_on_missing_paths() {
+        let live = serde_json::json!({"metadata": {"name": "a"}});
+        let patch = serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}
+        ]);
+        let out = super::json_patch(&live, &patch).expect("applies");
+        assert_eq!(out["metadata"]["finalizers"][0], "x");
+        let fails = serde_json::json!([{"op": "test", "path": "/metadata/name", "value": null}]);
+        assert!(
+            super::json_patch(&live, &fails).is_err(),
+            "a present value is not null"
+        );
+    }
+
     use super::*;
 
     fn conflict(manager: &str, field: &str, version: Option<&str>) -> FieldConflict {
