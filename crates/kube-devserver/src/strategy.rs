@@ -489,13 +489,27 @@ fn keys_of(obj: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn data_size(obj: &Value, fields: &[&str]) -> usize {
+/// How the API server sizes a Secret or ConfigMap against its 1 MiB limit: the bytes of the
+/// values (not the keys), a base64 field (`Secret.data`, `ConfigMap.binaryData`) decoded.
+fn data_size(obj: &Value, fields: &[(&str, Encoding)]) -> usize {
     fields
         .iter()
-        .filter_map(|f| obj.get(*f).and_then(Value::as_object))
-        .flat_map(|m| m.iter())
-        .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+        .filter_map(|(f, encoding)| Some((obj.get(*f)?.as_object()?, encoding)))
+        .flat_map(|(m, encoding)| m.values().map(move |v| (v, encoding)))
+        .map(|(v, encoding)| {
+            let text = v.as_str().unwrap_or_default();
+            match encoding {
+                Encoding::Text => text.len(),
+                Encoding::Base64 => text.trim_end_matches('=').len() * 3 / 4,
+            }
+        })
         .sum()
+}
+
+#[derive(Clone, Copy)]
+enum Encoding {
+    Text,
+    Base64,
 }
 
 fn immutable_data(obj: &Value, old: Option<&Value>, fields: &[&str]) -> Vec<FieldError> {
@@ -532,7 +546,7 @@ fn validate_secret(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             errs.push(FieldError::invalid("data", key.as_str(), p));
         }
     }
-    if data_size(obj, &["data"]) > 1024 * 1024 {
+    if data_size(obj, &[("data", Encoding::Base64)]) > 1024 * 1024 {
         errs.push(FieldError {
             kind: super::status::FieldErrorType::TooLong,
             field: "data".into(),
@@ -601,7 +615,11 @@ fn validate_config_map(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
             }
         }
     }
-    if data_size(obj, &["data", "binaryData"]) > 1024 * 1024 {
+    if data_size(
+        obj,
+        &[("data", Encoding::Text), ("binaryData", Encoding::Base64)],
+    ) > 1024 * 1024
+    {
         errs.push(FieldError {
             kind: super::status::FieldErrorType::TooLong,
             field: "".into(),
@@ -760,6 +778,24 @@ mod tests {
         let mut s = json!({"metadata": {"name": "s"}, "data": {"a": "!!"}});
         let err = prepare_create(&rt("", "secrets"), &mut s, &store).expect_err("invalid");
         assert_eq!(err.code, 400);
+    }
+
+    #[test]
+    fn secrets_and_config_maps_are_sized_as_the_api_server_sizes_them() {
+        use base64::Engine;
+        let encode = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+        let limit = 1024 * 1024;
+        // Decoded bytes count, keys do not: 1 MiB of data is 1.33 MiB of base64.
+        let at_limit =
+            json!({"metadata": {"name": "s"}, "data": {"a": encode(limit - 1), "b": encode(1)}});
+        assert!(validate(&rt("", "secrets"), &at_limit, None).is_empty());
+        let over = json!({"metadata": {"name": "s"}, "data": {"a": encode(limit), "b": encode(1)}});
+        assert_eq!(validate(&rt("", "secrets"), &over, None)[0].field, "data");
+        let text = "x".repeat(limit / 2);
+        let config_map = json!({"metadata": {"name": "c"}, "data": {"a": text}, "binaryData": {"b": encode(limit / 2)}});
+        assert!(validate(&rt("", "configmaps"), &config_map, None).is_empty());
+        let over = json!({"metadata": {"name": "c"}, "data": {"a": text}, "binaryData": {"b": encode(limit / 2 + 1)}});
+        assert_eq!(validate(&rt("", "configmaps"), &over, None).len(), 1);
     }
 
     #[test]
