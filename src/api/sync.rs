@@ -5,9 +5,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::health_expr::HealthCheckExpr;
 use super::post_build::PostBuild;
 use super::render::{
-    CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, PatchTarget, RendererKind,
+    CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, RendererKind,
 };
 
 /// Applies the manifests under `path` of a source with server-side apply,
@@ -81,6 +82,11 @@ pub struct SyncSpec {
     /// Ready only once these objects are healthy (kstatus rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckRef>,
+    /// CEL expressions judging the health of custom kinds (Flux's `healthCheckExprs`); they
+    /// take precedence over the kstatus rules for the kinds they name, for the objects
+    /// `wait` or `healthChecks` select.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_exprs: Vec<HealthCheckExpr>,
     /// How long applying and health checks may take (default: `spec.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
@@ -132,42 +138,6 @@ pub struct SyncSpec {
     /// wait) before this one applies; a cycle is reported, never waited on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyRef>,
-    // Living with deletion and with other controllers (issue 11, points 3 and 5).
-    /// What deleting the Sync does to its objects (Flux Kustomization's values; default
-    /// `MirrorPrune`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_policy: Option<DeletionPolicy>,
-    /// Fields sigil never changes on existing objects, nor counts as drift (Flux HelmRelease's
-    /// `driftDetection.ignore`): what another controller (an HPA, a mutating webhook) writes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ignore: Vec<IgnoreRule>,
-}
-
-/// What deleting a Sync does to the objects of its inventory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum DeletionPolicy {
-    /// Delete them when `spec.prune` is true, unless the Sync is suspended or its last
-    /// revision failed to apply.
-    #[default]
-    MirrorPrune,
-    /// Delete them (the same owner-label checks as pruning), whatever `spec.prune` says.
-    Delete,
-    /// Delete them and keep the Sync until they are gone (at most `spec.timeout`).
-    WaitForTermination,
-    /// Leave them all.
-    Orphan,
-}
-
-/// Fields left to others: JSON pointers, on the objects `target` selects (all when absent).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct IgnoreRule {
-    /// JSON pointers (RFC 6901), e.g. `/spec/replicas`.
-    pub paths: Vec<String>,
-    /// Which objects the paths apply to (kustomize's selector: group, version, kind, name and
-    /// namespace as anchored regular expressions for the last two, label and annotation
-    /// selectors).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<PatchTarget>,
 }
 
 /// A Sync another one waits for (Flux's `dependsOn[]` entry).

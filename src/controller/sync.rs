@@ -9,7 +9,6 @@
 //! applied objects are watched ([`heal`]). Runs happen on a new revision, a spec change, the
 //! `sigil.dev/reconcile-requested-at` annotation, and every `spec.interval`.
 
-mod deletion;
 mod dependencies;
 mod guards;
 pub mod heal;
@@ -37,8 +36,8 @@ use super::{Context, runner};
 use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
-use crate::manifests::apply::{Counts, Mode, Outcome};
-use crate::manifests::ignore;
+use crate::manifests::apply::{Counts, Mode};
+use crate::manifests::health_expr::HealthExprs;
 use crate::manifests::pipeline::{self, Rendered, RollOut, RollOutReport};
 use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
@@ -216,21 +215,10 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     let namespace = sync.namespace().unwrap_or_default();
     let name = sync.name_any();
     let key = format!("{namespace}/{name}");
-    if !ctx.options.shard.owns_sync(&sync) {
+    if !ctx.options.shard.owns_sync(&sync) || sync.meta().deletion_timestamp.is_some() {
         state.schedule.forget(&key);
         state.healer.untrack(&key);
         return Ok(Action::await_change());
-    }
-    if sync.meta().deletion_timestamp.is_some() {
-        state.schedule.forget(&key);
-        state.healer.untrack(&key);
-        return Ok(deletion::finalize(&state, &sync, &key).await);
-    }
-    if !deletion::has_finalizer(&sync)
-        && let Err(err) = deletion::add_finalizer(&ctx.client, &sync).await
-    {
-        tracing::debug!(controller = CONTROLLER, sync = %key, error = %err, "adding the finalizer");
-        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     if sync.spec.suspend {
         state.healer.untrack(&key);
@@ -324,6 +312,13 @@ async fn run_revision(
             false,
         );
     };
+    let exprs = match health_gate::expressions(&sync.spec) {
+        Ok(exprs) => exprs,
+        Err(err) => {
+            let message = format!("Sync {namespace}/{}: {err}", sync.name_any());
+            return RunOutcome::failed("InvalidHealthCheckExprs", message, true);
+        }
+    };
     let path = sync.spec.path.clone().unwrap_or_default();
     let files = match files_to_apply(state, sync, source, commit, revision, &path).await {
         Ok(files) => files,
@@ -363,14 +358,11 @@ async fn run_revision(
             return RunOutcome::failed("SubstitutionFailed", message, err.stalled());
         }
     };
-    let mut plan =
+    let plan =
         match pipeline::desired(&files, &vars, keys.as_ref(), &state.resolver, &options).await {
             Ok(plan) => plan,
             Err(err) => return plan_failed(err, revision),
         };
-    if let Err(message) = ignore::resolve(&sync.spec.ignore, &mut plan) {
-        return RunOutcome::failed("InvalidIgnoreRule", message, true);
-    }
     let previous = sync
         .status
         .as_ref()
@@ -409,7 +401,7 @@ async fn run_revision(
         return outcome;
     }
     let (unhealthy, progressed) =
-        wait_for_health(state, sync, &target, &present_objects(&report), revision).await;
+        wait_for_health(state, sync, &target, &plan.entries(), &exprs, revision).await;
     match unhealthy {
         Some(failed) => RunOutcome {
             inventory: outcome.inventory,
@@ -431,6 +423,7 @@ async fn wait_for_health(
     sync: &ManifestSync,
     target: &Target,
     applied: &[InventoryEntry],
+    exprs: &HealthExprs,
     revision: &str,
 ) -> (Option<String>, bool) {
     let namespace = sync.namespace().unwrap_or_default();
@@ -449,6 +442,7 @@ async fn wait_for_health(
         target,
         &state.resolver,
         &objects,
+        exprs,
         timeout,
         wait::POLL,
         |message: String| {
@@ -548,18 +542,6 @@ fn plan_failed(err: PlanError, revision: &str) -> RunOutcome {
             RunOutcome::failed("DiscoveryFailed", err.to_string(), false)
         }
     }
-}
-
-/// The applied objects that exist: all but those skipped while absent (`sigil.dev/ssa: Ignore`,
-/// `sigil.dev/reconcile: disabled`), whose health nobody can wait for.
-fn present_objects(report: &RollOutReport) -> Vec<InventoryEntry> {
-    report
-        .apply
-        .applied
-        .iter()
-        .filter(|a| a.outcome != Outcome::Skipped || a.fingerprint.is_some())
-        .map(|a| a.entry.clone())
-        .collect()
 }
 
 /// The planned objects that were applied, with the fingerprint self-heal compares against.

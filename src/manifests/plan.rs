@@ -44,8 +44,6 @@ pub struct Desired {
     pub entry: InventoryEntry,
     pub object: Value,
     pub stage: Stage,
-    /// JSON pointers of fields left to others (`spec.ignore[]`, see [`super::ignore`]).
-    pub ignored: Vec<String>,
 }
 
 impl Desired {
@@ -348,7 +346,6 @@ pub async fn plan(
             kind: resolved,
             object,
             stage,
-            ignored: Vec::new(),
         });
     }
     if !problems.is_empty() {

@@ -23,8 +23,7 @@ fn sync(spec: serde_json::Value) -> ManifestSync {
     let mut object = json!({
         "apiVersion": "sigil.dev/v1alpha1",
         "kind": "Sync",
-        "metadata": {"name": "site", "namespace": "apps", "uid": "sync-uid", "generation": 1,
-                     "finalizers": [super::deletion::FINALIZER]},
+        "metadata": {"name": "site", "namespace": "apps", "uid": "sync-uid", "generation": 1},
         "spec": {"sourceRef": {"kind": "GitSource", "name": "repo"}, "prune": true},
     });
     json_patch::merge(&mut object, &json!({ "spec": spec }));
