@@ -19,10 +19,12 @@ mod history;
 mod mocked_api;
 mod read;
 mod report;
+mod variables_watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -35,6 +37,7 @@ use super::schedule::{self, Schedule};
 use super::status::StatusError;
 use super::{Context, runner};
 use crate::api::git_source::GitSource;
+use crate::api::post_build::SubstituteKind;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
 use crate::manifests::apply::{Counts, Mode, Outcome};
@@ -112,6 +115,7 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
         syncs.clone(),
     ));
     let sources = syncs.clone();
+    let variable_syncs = syncs.clone();
     let controller = controller
         .watches(
             ctx.watched::<GitSource>(),
@@ -144,7 +148,19 @@ pub async fn run(ctx: Arc<Context>, cache: Arc<Cache>) {
                     .map(|s| ObjectRef::from_obj(&*s))
                     .collect::<Vec<_>>()
             },
-        );
+        )
+        .watches(ctx.watched::<ConfigMap>(), variables_watch::config(), {
+            let (syncs, state) = (variable_syncs.clone(), state.clone());
+            move |cm| {
+                variables_watch::woken(&syncs, &state.schedule, SubstituteKind::ConfigMap, &cm)
+            }
+        })
+        .watches(ctx.watched::<Secret>(), variables_watch::config(), {
+            let (syncs, state) = (variable_syncs, state.clone());
+            move |secret| {
+                variables_watch::woken(&syncs, &state.schedule, SubstituteKind::Secret, &secret)
+            }
+        });
     runner::run_retrying_soon(&ctx, CONTROLLER, controller, reconcile, state).await;
 }
 

@@ -1,13 +1,14 @@
 //! `spec.postBuild`: Flux's post-build variable substitution on `sigil dev` — values from
 //! `substitute`, a ConfigMap and a Secret in Flux's precedence, defaults, the per-object opt-out
-//! (sigil's annotation and Flux's label), a SealedSecret applied byte for byte, a missing
-//! optional source tolerated and a missing required one reported until it appears.
+//! (sigil's annotation and Flux's label), a SealedSecret applied byte for byte, a labelled source
+//! whose change is applied at once, a missing optional source tolerated and a missing required
+//! one reported until it appears.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DynamicObject, ObjectMeta, PostParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::json;
 use sigil::api::ManifestSync;
@@ -181,6 +182,24 @@ async fn variables_come_from_substitute_configmaps_and_secrets_in_fluxs_order() 
         !status.contains(TOKEN) && !events.contains(TOKEN),
         "a Secret's value left the object"
     );
+
+    // A labelled source that changes wakes the Sync at once (its interval is an hour).
+    Api::<ConfigMap>::namespaced(ops.client(), NS)
+        .patch(
+            "cluster-vars",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"labels": {"sigil.dev/watch": "enabled"}},
+                "data": {"tier": "platinum"}}),
+            ),
+        )
+        .await
+        .expect("change the ConfigMap");
+    crate::support::gitops::wait_for("the new tier applied", WAIT, || async {
+        let tier = live_data(&ops, "settings").await.remove("tier");
+        (tier.as_deref() == Some("platinum")).then_some(())
+    })
+    .await;
 
     // A required source that is missing: reported naming the field and the object, until it
     // appears.
