@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod duration;
 pub mod external_secret;
 pub mod git_source;
+pub mod health_expr;
 pub mod post_build;
 pub mod render;
 pub mod sealed_secret;

@@ -5,6 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::health_expr::HealthCheckExpr;
 use super::post_build::PostBuild;
 use super::render::{
     CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, PatchTarget, RendererKind,
@@ -81,6 +82,11 @@ pub struct SyncSpec {
     /// Ready only once these objects are healthy (kstatus rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckRef>,
+    /// CEL expressions judging the health of custom kinds (Flux's `healthCheckExprs`); they
+    /// take precedence over the kstatus rules for the kinds they name, for the objects
+    /// `wait` or `healthChecks` select.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_exprs: Vec<HealthCheckExpr>,
     /// How long applying and health checks may take (default: `spec.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]

@@ -38,6 +38,7 @@ use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
 use crate::manifests::apply::{Counts, Mode, Outcome};
+use crate::manifests::health_expr::HealthExprs;
 use crate::manifests::ignore;
 use crate::manifests::pipeline::{self, Rendered, RollOut, RollOutReport};
 use crate::manifests::plan::PlanError;
@@ -324,6 +325,13 @@ async fn run_revision(
             false,
         );
     };
+    let exprs = match health_gate::expressions(&sync.spec) {
+        Ok(exprs) => exprs,
+        Err(err) => {
+            let message = format!("Sync {namespace}/{}: {err}", sync.name_any());
+            return RunOutcome::failed("InvalidHealthCheckExprs", message, true);
+        }
+    };
     let path = sync.spec.path.clone().unwrap_or_default();
     let files = match files_to_apply(state, sync, source, commit, revision, &path).await {
         Ok(files) => files,
@@ -408,8 +416,15 @@ async fn run_revision(
     if !outcome.ready {
         return outcome;
     }
-    let (unhealthy, progressed) =
-        wait_for_health(state, sync, &target, &present_objects(&report), revision).await;
+    let (unhealthy, progressed) = wait_for_health(
+        state,
+        sync,
+        &target,
+        &present_objects(&report),
+        &exprs,
+        revision,
+    )
+    .await;
     match unhealthy {
         Some(failed) => RunOutcome {
             inventory: outcome.inventory,
@@ -431,6 +446,7 @@ async fn wait_for_health(
     sync: &ManifestSync,
     target: &Target,
     applied: &[InventoryEntry],
+    exprs: &HealthExprs,
     revision: &str,
 ) -> (Option<String>, bool) {
     let namespace = sync.namespace().unwrap_or_default();
@@ -449,6 +465,7 @@ async fn wait_for_health(
         target,
         &state.resolver,
         &objects,
+        exprs,
         timeout,
         wait::POLL,
         |message: String| {

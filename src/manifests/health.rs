@@ -122,9 +122,9 @@ fn condition_text(object: &Value, type_: &str) -> String {
     }
 }
 
-/// The rules that hold for every kind: being deleted, a stale `observedGeneration`, and the
-/// kstatus abnormal-true conditions `Stalled` and `Reconciling`.
-fn generic(object: &Value) -> Option<Health> {
+/// Not ready to be judged by any rule (kstatus's or an expression's): being deleted, or a
+/// generation its controller has not observed yet.
+pub fn pending(object: &Value) -> Option<Health> {
     if object.pointer("/metadata/deletionTimestamp").is_some() {
         return Some(Health::InProgress("being deleted".into()));
     }
@@ -136,6 +136,15 @@ fn generic(object: &Value) -> Option<Health> {
         return Some(Health::InProgress(format!(
             "generation {generation} not yet observed (observedGeneration {observed})"
         )));
+    }
+    None
+}
+
+/// The rules that hold for every kind: [`pending`], and the kstatus abnormal-true conditions
+/// `Stalled` and `Reconciling`.
+fn generic(object: &Value) -> Option<Health> {
+    if let Some(waiting) = pending(object) {
+        return Some(waiting);
     }
     if condition_status(object, "Stalled") == Some("True") {
         return Some(Health::Failed(condition_text(object, "Stalled")));

@@ -14,6 +14,7 @@
 //!   apply policies (`sigil.dev/ssa`, `sigil.dev/force`); [`selector`]: label selectors; [`pointer`]:
 //!   JSON pointers;
 //! * [`health`]: kstatus rules, whether an applied object reached what its spec asks for;
+//! * [`health_expr`]: `spec.healthCheckExprs`, CEL expressions that judge custom kinds instead;
 //! * [`substitute`]: Flux's post-build `${var}` substitution, with the variables [`variables`]
 //!   reads from `spec.postBuild`;
 //! * [`wait`]: polling applied objects until they are healthy, within a timeout;
@@ -25,6 +26,7 @@ pub mod diff;
 pub mod discovery;
 pub mod fields;
 pub mod health;
+pub mod health_expr;
 pub mod ignore;
 pub mod object;
 pub mod parse;

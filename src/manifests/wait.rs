@@ -6,15 +6,21 @@ use std::time::{Duration, Instant};
 
 use super::client::Target;
 use super::discovery::Resolver;
-use super::health::{Health, assess};
+use super::health::Health;
+use super::health_expr::HealthExprs;
 use super::object::describe;
 use crate::api::sync::InventoryEntry;
 
 /// How often objects are read again while waiting.
 pub const POLL: Duration = Duration::from_secs(1);
 
-/// The health of the live object an inventory entry names.
-pub async fn live_health(target: &Target, resolver: &Resolver, entry: &InventoryEntry) -> Health {
+/// The health of the live object an inventory entry names, by `exprs` for the kinds they name.
+pub async fn live_health(
+    target: &Target,
+    resolver: &Resolver,
+    entry: &InventoryEntry,
+    exprs: &HealthExprs,
+) -> Health {
     let kind = match resolver.resolve(&entry.api_version, &entry.kind).await {
         Ok(Some(kind)) => kind,
         Ok(None) => return Health::InProgress(format!("{} is not served", entry.api_version)),
@@ -22,7 +28,7 @@ pub async fn live_health(target: &Target, resolver: &Resolver, entry: &Inventory
     };
     let namespace = kind.namespaced.then_some(entry.namespace.as_str());
     match target.get(&kind.resource, namespace, &entry.name).await {
-        Ok(object) => assess(object.as_ref()),
+        Ok(object) => exprs.judge(object.as_ref()),
         Err(e) => Health::InProgress(format!("cannot read it: {e}")),
     }
 }
@@ -70,10 +76,11 @@ async fn round(
     target: &Target,
     resolver: &Resolver,
     entries: &[InventoryEntry],
+    exprs: &HealthExprs,
 ) -> Result<Vec<(String, String)>, (String, String)> {
     let mut pending = Vec::new();
     for entry in entries {
-        match live_health(target, resolver, entry).await {
+        match live_health(target, resolver, entry, exprs).await {
             Health::Current(_) => {}
             Health::Failed(why) => return Err((describe(entry), why)),
             Health::InProgress(why) => pending.push((describe(entry), why)),
@@ -88,6 +95,7 @@ pub async fn wait_healthy<F, Fut>(
     target: &Target,
     resolver: &Resolver,
     entries: &[InventoryEntry],
+    exprs: &HealthExprs,
     timeout: Duration,
     poll: Duration,
     mut progress: F,
@@ -99,7 +107,7 @@ where
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     loop {
-        let pending = match round(target, resolver, entries).await {
+        let pending = match round(target, resolver, entries, exprs).await {
             Ok(pending) if pending.is_empty() => return WaitOutcome::Healthy,
             Ok(pending) => pending,
             Err((object, why)) => return WaitOutcome::Failed { object, why },

@@ -16,6 +16,7 @@ mod external_vault_dynamic;
 mod faults;
 mod git;
 mod ha;
+mod health_exprs;
 mod helm_install;
 mod hygiene;
 mod kubectl;

@@ -1,5 +1,6 @@
 //! `sigil tree sync/NAME`: a Sync's inventory as a tree with each object's health (kstatus
-//! rules, [`crate::manifests::health`]), descending into Syncs it applied, like `flux tree ks`.
+//! rules, [`crate::manifests::health`], or the Sync's `healthCheckExprs` for the kinds they
+//! name), descending into Syncs it applied, like `flux tree ks`.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 use super::{Connection, Format, Verdict, as_value, parse_reference, ready_of, write_structured};
 use crate::api::sync::InventoryEntry;
 use crate::manifests::health::{Health, assess};
+use crate::manifests::health_expr::HealthExprs;
 use crate::manifests::object::group_of;
 use crate::manifests::wait::live_health;
 use crate::manifests::{Resolver, Target};
@@ -126,9 +128,16 @@ async fn sync_node(
         .map(serde_json::from_value)
         .transpose()?
         .unwrap_or_default();
+    // An invalid expression is the Sync's own failure (its Ready says so); kstatus judges then.
+    let exprs = value
+        .pointer("/spec/healthCheckExprs")
+        .and_then(|e| serde_json::from_value(e.clone()).ok())
+        .and_then(|e: Vec<_>| HealthExprs::compile(&e).ok())
+        .unwrap_or_default();
     let mut children = Vec::new();
     for entry in inventory {
-        children.push(Box::pin(entry_node(client, resolver, &entry, depth, seen)).await);
+        let node = entry_node(client, resolver, &entry, &exprs, depth, seen);
+        children.push(Box::pin(node).await);
     }
     Ok(Node {
         name: format!("Sync/{namespace}/{name}"),
@@ -149,6 +158,7 @@ async fn entry_node(
     client: &kube::Client,
     resolver: &Resolver,
     entry: &InventoryEntry,
+    exprs: &HealthExprs,
     depth: usize,
     seen: &mut HashSet<(String, String)>,
 ) -> Node {
@@ -175,7 +185,7 @@ async fn entry_node(
     }
     Node {
         name: entry_name(entry),
-        health: live_health(&Target::new(client.clone()), resolver, entry).await,
+        health: live_health(&Target::new(client.clone()), resolver, entry, exprs).await,
         children: Vec::new(),
     }
 }

@@ -540,4 +540,69 @@ mod tests {
         let empty = ExternalSecretSpec::default();
         assert!(matches!(validate(&empty), Err(BuildError::Invalid(_))));
     }
+
+    fn generated_spec(kind: &str) -> ExternalSecretSpec {
+        ExternalSecretSpec {
+            data_from: vec![ExternalSecretDataFrom {
+                source_ref: Some(crate::api::external_secret::DataFromSourceRef {
+                    generator_ref: Some(crate::api::external_secret::GeneratorRef {
+                        api_version: "sigil.dev/v1alpha1".into(),
+                        kind: kind.into(),
+                        name: "pg".into(),
+                    }),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn generator_specs_name_one_known_generator_and_nothing_else() {
+        assert_eq!(
+            validate_generated(&generated_spec("VaultDynamicSecret")),
+            Ok(())
+        );
+        let unknown = validate_generated(&generated_spec("Password"));
+        assert!(
+            matches!(&unknown, Err(BuildError::Invalid(m)) if m.contains("Password")),
+            "{unknown:?}"
+        );
+        let mut mixed = generated_spec("VaultDynamicSecret");
+        mixed.data.push(data("extra", "db", None));
+        assert!(matches!(
+            validate_generated(&mixed),
+            Err(BuildError::Invalid(_))
+        ));
+        assert!(
+            matches!(validate(&generated_spec("VaultDynamicSecret")), Err(BuildError::Invalid(m)) if m.contains("sourceRef")),
+            "the store loop refuses generator entries"
+        );
+    }
+
+    #[test]
+    fn generated_values_become_keys_through_the_template() {
+        let issued = SecretValue::new(br#"{"username":"v-app-1","password":"pw"}"#.to_vec());
+        let plain =
+            from_generated(&generated_spec("VaultDynamicSecret"), &issued, "g").expect("object");
+        assert_eq!(
+            shown(&plain),
+            BTreeMap::from([("password", "pw"), ("username", "v-app-1")])
+        );
+        let mut templated = generated_spec("VaultDynamicSecret");
+        templated.target.template = Some(ExternalSecretTemplate {
+            data: BTreeMap::from([(
+                "url".to_string(),
+                "postgres://{{ .username }}:{{ .password }}@db".to_string(),
+            )]),
+            ..Default::default()
+        });
+        let rendered = from_generated(&templated, &issued, "g").expect("renders");
+        assert_eq!(
+            shown(&rendered),
+            BTreeMap::from([("url", "postgres://v-app-1:pw@db")])
+        );
+        let not_object = SecretValue::new(b"\"text\"".to_vec());
+        assert!(from_generated(&generated_spec("VaultDynamicSecret"), &not_object, "g").is_err());
+    }
 }

@@ -1,11 +1,13 @@
 //! Which applied objects must be healthy before a Sync is Ready (`spec.wait`: all of them;
-//! otherwise `spec.healthChecks[]`), and how long they may take (`spec.timeout`, default the
+//! otherwise `spec.healthChecks[]`), how they are judged (kstatus, or `spec.healthCheckExprs`
+//! for the kinds those name) and how long they may take (`spec.timeout`, default the
 //! interval).
 
 use std::time::Duration;
 
 use crate::api::duration;
 use crate::api::sync::{InventoryEntry, SyncSpec};
+use crate::manifests::health_expr::{ExprError, HealthExprs};
 
 /// The objects to wait for; empty when the Sync does not wait.
 pub fn checked_objects(
@@ -47,6 +49,12 @@ pub fn checked_objects(
             }
         })
         .collect()
+}
+
+/// `spec.healthCheckExprs`, compiled (before anything is applied: an invalid expression names
+/// its field and only a spec change fixes it).
+pub fn expressions(spec: &SyncSpec) -> Result<HealthExprs, ExprError> {
+    HealthExprs::compile(&spec.health_check_exprs)
 }
 
 /// `spec.timeout`, or the interval.

@@ -20,11 +20,11 @@
 //!
 //! The store loop of the other ExternalSecrets skips these ([`uses_generator`]).
 
+pub mod active;
 pub mod lease;
 pub mod schedule;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -84,9 +84,9 @@ pub async fn run(ctx: Arc<Context>, providers: Arc<ClientCache>, hmac: DataHmac)
     let state = Arc::new(State {
         ctx: ctx.clone(),
         hmac,
-        providers,
         failures: Failures::new(FIRST_BACKOFF, MAX_BACKOFF),
-        active: Mutex::new(HashMap::new()),
+        active: active::ActiveLeases::new(providers.calls().clone()),
+        providers,
     });
     runner::run_retrying_soon(&ctx, CONTROLLER, controller, reconcile, state).await;
 }
@@ -96,8 +96,7 @@ struct State {
     hmac: DataHmac,
     providers: Arc<ClientCache>,
     failures: Failures<ObjectRef<ExternalSecret>>,
-    /// The generator (store label) of each ExternalSecret holding a lease, for the gauge.
-    active: Mutex<HashMap<ObjectRef<ExternalSecret>, String>>,
+    active: active::ActiveLeases,
 }
 
 /// Why a reconcile did not reach a Secret in sync.
@@ -629,26 +628,11 @@ impl State {
         }
     }
 
-    /// Notes whether the ExternalSecret holds a lease of `source` now, and updates the gauge.
+    /// Notes whether the ExternalSecret holds a lease of `source` now (the gauge).
     fn track(&self, es: &ExternalSecret, source: Option<&Source>) {
-        let reference = ObjectRef::from_obj(es);
         let namespace = es.namespace().unwrap_or_default();
         let store = source.map(|s| store_key(&namespace, &s.generator.name_any()).to_string());
-        let Ok(mut active) = self.active.lock() else {
-            return;
-        };
-        let before = match &store {
-            Some(store) => active.insert(reference, store.clone()),
-            None => active.remove(&reference),
-        };
-        if before == store {
-            return;
-        }
-        let calls = self.providers.calls();
-        for changed in [before, store].into_iter().flatten() {
-            let count = active.values().filter(|s| **s == changed).count();
-            calls.set_active_leases(&changed, "vault", i64::try_from(count).unwrap_or(i64::MAX));
-        }
+        self.active.set(ObjectRef::from_obj(es), store);
     }
 }
 
