@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::health_expr::HealthCheckExpr;
 use super::post_build::PostBuild;
 use super::render::{
-    CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, RendererKind,
+    CommonMetadata, Decryption, HelmSpec, ImageOverride, KustomizePatch, PatchTarget, RendererKind,
 };
 
 /// Applies the manifests under `path` of a source with server-side apply,
@@ -138,6 +138,42 @@ pub struct SyncSpec {
     /// wait) before this one applies; a cycle is reported, never waited on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyRef>,
+    // Living with deletion and with other controllers (issue 11, points 3 and 5).
+    /// What deleting the Sync does to its objects (Flux Kustomization's values; default
+    /// `MirrorPrune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// Fields sigil never changes on existing objects, nor counts as drift (Flux HelmRelease's
+    /// `driftDetection.ignore`): what another controller (an HPA, a mutating webhook) writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<IgnoreRule>,
+}
+
+/// What deleting a Sync does to the objects of its inventory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete them when `spec.prune` is true, unless the Sync is suspended or its last
+    /// revision failed to apply.
+    #[default]
+    MirrorPrune,
+    /// Delete them (the same owner-label checks as pruning), whatever `spec.prune` says.
+    Delete,
+    /// Delete them and keep the Sync until they are gone (at most `spec.timeout`).
+    WaitForTermination,
+    /// Leave them all.
+    Orphan,
+}
+
+/// Fields left to others: JSON pointers, on the objects `target` selects (all when absent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IgnoreRule {
+    /// JSON pointers (RFC 6901), e.g. `/spec/replicas`.
+    pub paths: Vec<String>,
+    /// Which objects the paths apply to (kustomize's selector: group, version, kind, name and
+    /// namespace as anchored regular expressions for the last two, label and annotation
+    /// selectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PatchTarget>,
 }
 
 /// A Sync another one waits for (Flux's `dependsOn[]` entry).

@@ -154,12 +154,13 @@ pub async fn diff(
     let vars = variables::load(&client, &namespace, spec.post_build.as_ref())
         .await
         .map_err(|e| DiffError::Refused(e.to_string()))?;
-    let plan = pipeline::desired(&files, &vars, keys.as_ref(), &resolver, &options)
+    let mut plan = pipeline::desired(&files, &vars, keys.as_ref(), &resolver, &options)
         .await
         .map_err(|e| match e {
             PlanError::Problems(problems) => DiffError::Refused(problems.to_string()),
             other => DiffError::Apply(other.to_string()),
         })?;
+    crate::manifests::ignore::resolve(&spec.ignore, &mut plan).map_err(DiffError::Refused)?;
     let target = Target::as_service_account(
         client.clone(),
         &namespace,

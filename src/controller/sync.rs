@@ -9,6 +9,7 @@
 //! applied objects are watched ([`heal`]). Runs happen on a new revision, a spec change, the
 //! `sigil.dev/reconcile-requested-at` annotation, and every `spec.interval`.
 
+mod deletion;
 mod dependencies;
 mod guards;
 pub mod heal;
@@ -36,8 +37,9 @@ use super::{Context, runner};
 use crate::api::git_source::GitSource;
 use crate::api::sync::{InventoryEntry, ManifestSync};
 use crate::git::{Cache, commit_of_revision};
-use crate::manifests::apply::{Counts, Mode};
+use crate::manifests::apply::{Counts, Mode, Outcome};
 use crate::manifests::health_expr::HealthExprs;
+use crate::manifests::ignore;
 use crate::manifests::pipeline::{self, Rendered, RollOut, RollOutReport};
 use crate::manifests::plan::PlanError;
 use crate::manifests::render::inputs::{SyncIdentity, render_inputs};
@@ -215,10 +217,21 @@ async fn reconcile(sync: Arc<ManifestSync>, state: Arc<State>) -> Result<Action,
     let namespace = sync.namespace().unwrap_or_default();
     let name = sync.name_any();
     let key = format!("{namespace}/{name}");
-    if !ctx.options.shard.owns_sync(&sync) || sync.meta().deletion_timestamp.is_some() {
+    if !ctx.options.shard.owns_sync(&sync) {
         state.schedule.forget(&key);
         state.healer.untrack(&key);
         return Ok(Action::await_change());
+    }
+    if sync.meta().deletion_timestamp.is_some() {
+        state.schedule.forget(&key);
+        state.healer.untrack(&key);
+        return Ok(deletion::finalize(&state, &sync, &key).await);
+    }
+    if !deletion::has_finalizer(&sync)
+        && let Err(err) = deletion::add_finalizer(&ctx.client, &sync).await
+    {
+        tracing::debug!(controller = CONTROLLER, sync = %key, error = %err, "adding the finalizer");
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     if sync.spec.suspend {
         state.healer.untrack(&key);
@@ -358,11 +371,14 @@ async fn run_revision(
             return RunOutcome::failed("SubstitutionFailed", message, err.stalled());
         }
     };
-    let plan =
+    let mut plan =
         match pipeline::desired(&files, &vars, keys.as_ref(), &state.resolver, &options).await {
             Ok(plan) => plan,
             Err(err) => return plan_failed(err, revision),
         };
+    if let Err(message) = ignore::resolve(&sync.spec.ignore, &mut plan) {
+        return RunOutcome::failed("InvalidIgnoreRule", message, true);
+    }
     let previous = sync
         .status
         .as_ref()
@@ -400,8 +416,15 @@ async fn run_revision(
     if !outcome.ready {
         return outcome;
     }
-    let (unhealthy, progressed) =
-        wait_for_health(state, sync, &target, &plan.entries(), &exprs, revision).await;
+    let (unhealthy, progressed) = wait_for_health(
+        state,
+        sync,
+        &target,
+        &present_objects(&report),
+        &exprs,
+        revision,
+    )
+    .await;
     match unhealthy {
         Some(failed) => RunOutcome {
             inventory: outcome.inventory,
@@ -542,6 +565,18 @@ fn plan_failed(err: PlanError, revision: &str) -> RunOutcome {
             RunOutcome::failed("DiscoveryFailed", err.to_string(), false)
         }
     }
+}
+
+/// The applied objects that exist: all but those skipped while absent (`sigil.dev/ssa: Ignore`,
+/// `sigil.dev/reconcile: disabled`), whose health nobody can wait for.
+fn present_objects(report: &RollOutReport) -> Vec<InventoryEntry> {
+    report
+        .apply
+        .applied
+        .iter()
+        .filter(|a| a.outcome != Outcome::Skipped || a.fingerprint.is_some())
+        .map(|a| a.entry.clone())
+        .collect()
 }
 
 /// The planned objects that were applied, with the fingerprint self-heal compares against.

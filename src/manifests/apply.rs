@@ -3,7 +3,9 @@
 //! For each object: the live object (from one LIST per resource and namespace, or a GET), an
 //! ownership check (an object labelled for another Sync is a conflict, never
 //! overwritten), then a dry-run apply. Only when the dry-run result differs from the live
-//! object is the real apply sent. After the CRD stage, the CRDs are awaited until
+//! object is the real apply sent. What is applied to an existing object follows the manifest's
+//! [`ssa`] policy and ignored fields; `sigil.dev/force: enabled` recreates an object whose
+//! immutable field changed. After the CRD stage, the CRDs are awaited until
 //! `Established` and discovery is refreshed.
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use super::discovery::Resolver;
 use super::fields::apply_is_noop;
 use super::object::{Owner, comparable, fingerprint, reconcile_disabled};
 use super::plan::{Desired, Plan, Stage};
+use super::ssa::{self, Policy};
 use crate::api::sync::InventoryEntry;
 
 /// Really apply, or only ask the server what would happen (`sigil diff`).
@@ -307,7 +310,8 @@ fn failure(desired: &Desired, err: ApiError) -> Failure {
 }
 
 /// Applies one object; `live` is the live object (`Some(None)`: known to be absent) when already
-/// known, None to GET it.
+/// known, None to GET it. The manifest's `sigil.dev/ssa` policy and ignored fields decide what is
+/// applied ([`ssa`]).
 pub async fn apply_one(
     target: &Target,
     desired: &Desired,
@@ -324,6 +328,8 @@ pub async fn apply_one(
             .await
             .map_err(|e| failure(desired, e))?,
     };
+    let ignored = desired.ignored.as_slice();
+    let policy = ssa::policy(&desired.object);
     let done = |outcome, fingerprint, live: Option<Value>, result: Option<Value>| Applied {
         entry: desired.entry.clone(),
         resource: resource.clone(),
@@ -334,7 +340,7 @@ pub async fn apply_one(
         result: if mode == Mode::DryRun { result } else { None },
     };
     let Some(live) = live else {
-        if reconcile_disabled(&desired.object) {
+        if reconcile_disabled(&desired.object) || policy == Policy::Ignore {
             return Ok(done(Outcome::Skipped, None, None, None));
         }
         let result = match target
@@ -346,9 +352,13 @@ pub async fn apply_one(
             Err(err) if mode == Mode::DryRun && err.is_not_found() => desired.object.clone(),
             Err(err) => return Err(failure(desired, err)),
         };
-        let print = (mode == Mode::Apply).then(|| fingerprint(&result));
+        let print = (mode == Mode::Apply).then(|| fingerprint(&result, ignored));
         return Ok(done(Outcome::Created, print, None, Some(result)));
     };
+    if matches!(policy, Policy::Ignore | Policy::IfNotPresent) {
+        let print = fingerprint(&live, ignored);
+        return Ok(done(Outcome::Skipped, Some(print), Some(live), None));
+    }
     if let (Some(owner), Some(other)) = (owner, Owner::of(&live))
         && other != *owner
     {
@@ -363,32 +373,93 @@ pub async fn apply_one(
         });
     }
     if reconcile_disabled(&live) || reconcile_disabled(&desired.object) {
-        let print = fingerprint(&live);
+        let print = fingerprint(&live, ignored);
         return Ok(done(Outcome::Skipped, Some(print), Some(live), None));
     }
-    if apply_is_noop(&desired.object, &live, crate::api::FIELD_MANAGER) {
-        let print = fingerprint(&live);
+    let body = ssa::body_for_existing(desired, &live);
+    if apply_is_noop(&body, &live, crate::api::FIELD_MANAGER) {
+        let print = fingerprint(&live, ignored);
         return Ok(done(Outcome::Unchanged, Some(print), Some(live), None));
     }
-    let dry = target
-        .apply(resource, namespace, &desired.object, true)
-        .await
-        .map_err(|e| failure(desired, e))?;
+    let dry = match target.apply(resource, namespace, &body, true).await {
+        Ok(dry) => dry,
+        Err(err) if ssa::force(&desired.object) && ssa::is_immutable_error(&err) => {
+            if mode == Mode::DryRun {
+                let recreated = Some(desired.object.clone());
+                return Ok(done(Outcome::Configured, None, Some(live), recreated));
+            }
+            let result = recreate(target, desired, &err).await?;
+            let mut applied = done(
+                Outcome::Configured,
+                Some(fingerprint(&result, ignored)),
+                None,
+                None,
+            );
+            applied.dry_run = true;
+            return Ok(applied);
+        }
+        Err(err) => return Err(failure(desired, err)),
+    };
     if comparable(&dry) == comparable(&live) {
-        let print = fingerprint(&live);
+        let print = fingerprint(&live, ignored);
         return Ok(done(Outcome::Unchanged, Some(print), Some(live), Some(dry)));
     }
     if mode == Mode::DryRun {
         return Ok(done(Outcome::Configured, None, Some(live), Some(dry)));
     }
     let result = target
-        .apply(resource, namespace, &desired.object, false)
+        .apply(resource, namespace, &body, false)
         .await
         .map_err(|e| failure(desired, e))?;
-    let print = fingerprint(&result);
+    let print = fingerprint(&result, ignored);
     let mut applied = done(Outcome::Configured, Some(print), None, None);
     applied.dry_run = true;
     Ok(applied)
+}
+
+/// How long a forced recreation waits for the old object to be gone.
+const RECREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `sigil.dev/force: enabled` and an immutable field changed: deletes the object, waits until
+/// it is gone, and creates it from the manifest.
+async fn recreate(
+    target: &Target,
+    desired: &Desired,
+    refused: &ApiError,
+) -> Result<Value, Failure> {
+    let resource = &desired.kind.resource;
+    let namespace = desired.namespace();
+    let name = &desired.entry.name;
+    tracing::info!(object = %desired.describe(), reason = %refused.message, "immutable field changed; deleting and recreating ({} enabled)", super::FORCE_ANNOTATION);
+    target
+        .delete(resource, namespace, name)
+        .await
+        .map_err(|e| failure(desired, e))?;
+    let deadline = Instant::now() + RECREATE_TIMEOUT;
+    while target
+        .get(resource, namespace, name)
+        .await
+        .map_err(|e| failure(desired, e))?
+        .is_some()
+    {
+        if Instant::now() > deadline {
+            return Err(Failure {
+                entry: desired.entry.clone(),
+                location: format!("{}:{}", desired.file, desired.line),
+                kind: FailureKind::Other,
+                message: format!(
+                    "deleted to be recreated ({}), but still there after {}s",
+                    refused.message,
+                    RECREATE_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    target
+        .apply(resource, namespace, &desired.object, false)
+        .await
+        .map_err(|e| failure(desired, e))
 }
 
 fn established(crd: &Value) -> bool {

@@ -112,6 +112,81 @@ pub fn apply_is_noop(desired: &Value, live: &Value, manager: &str) -> bool {
             .all(|(path, value)| at(live, path) == Some(*value))
 }
 
+/// Leaves of a `fieldsV1` set that `strip_owned` must never take out of a body: what
+/// identifies the object, and the Sync's ownership labels.
+fn protected(path: &[String]) -> bool {
+    is_identity(path)
+        || matches!(
+            path.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            ["metadata", "labels", label]
+                if *label == super::SYNC_NAME_LABEL || *label == super::SYNC_NAMESPACE_LABEL
+        )
+}
+
+/// Takes the leaves `fields` owns out of `body`: map fields by name, list elements by their
+/// keys (`k:`, never the element itself nor its key fields) and set members by value (`v:`).
+fn strip_owned(body: &mut Value, fields: &Value, keys: &[String], path: &mut Path) {
+    let Some(map) = fields.as_object() else {
+        return;
+    };
+    for (key, owned) in map {
+        if let Some(name) = key.strip_prefix("f:") {
+            let Some(object) = body.as_object_mut() else {
+                continue;
+            };
+            path.push(name.to_string());
+            let leaf = owned.as_object().is_none_or(|m| m.is_empty());
+            if leaf {
+                if !protected(path) && !keys.iter().any(|k| k == name) {
+                    object.remove(name);
+                }
+            } else if let Some(child) = object.get_mut(name) {
+                strip_owned(child, owned, &[], path);
+            }
+            path.pop();
+        } else if let Some(element) = key.strip_prefix("k:") {
+            let (Ok(Value::Object(wanted)), Some(items)) =
+                (serde_json::from_str::<Value>(element), body.as_array_mut())
+            else {
+                continue;
+            };
+            let names: Vec<String> = wanted.keys().cloned().collect();
+            if let Some(item) = items
+                .iter_mut()
+                .find(|item| wanted.iter().all(|(k, v)| item.get(k) == Some(v)))
+            {
+                strip_owned(item, owned, &names, path);
+            }
+        } else if let Some(member) = key.strip_prefix("v:")
+            && let (Ok(member), Some(items)) =
+                (serde_json::from_str::<Value>(member), body.as_array_mut())
+        {
+            items.retain(|item| *item != member);
+        }
+    }
+}
+
+/// `body` without the fields other managers own on `live` (`sigil.dev/ssa: Merge`): applying
+/// it as `manager` never takes a field over from anyone.
+pub fn without_others_fields(body: &mut Value, live: &Value, manager: &str) {
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            entry["manager"] != manager
+                && entry
+                    .get("subresource")
+                    .is_none_or(|s| s.as_str().is_none_or(str::is_empty))
+        });
+    for entry in entries {
+        if let Some(fields) = entry.get("fieldsV1") {
+            strip_owned(body, fields, &[], &mut Vec::new());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +277,33 @@ mod tests {
             &object(json!([{"port": 80, "protocol": "TCP"}])),
             "sigil"
         ));
+    }
+
+    #[test]
+    fn merge_leaves_out_what_others_own() {
+        let live = json!({"metadata": {"managedFields": [
+            {"manager": "sigil", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "hpa", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {
+                "f:metadata": {"f:labels": {"f:sigil.dev/sync-name": {}, "f:team": {}}},
+                "f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}},
+            {"manager": "finalizer", "operation": "Update", "fieldsV1": {"f:metadata": {"f:finalizers": {"v:\"a\"": {}}}}},
+            {"manager": "status", "operation": "Update", "subresource": "status", "fieldsV1": {"f:spec": {"f:paused": {}}}}
+        ]}});
+        let mut body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"sigil.dev/sync-name": "s", "team": "a", "app": "web"},
+                         "finalizers": ["a", "b"]},
+            "spec": {"replicas": 2, "paused": false, "template": {"spec": {"containers": [
+                {"name": "web", "image": "git", "args": ["x"]}, {"name": "side", "image": "git"}]}}}});
+        without_others_fields(&mut body, &live, "sigil");
+        assert_eq!(
+            body,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "labels": {"sigil.dev/sync-name": "s", "app": "web"},
+                             "finalizers": ["b"]},
+                "spec": {"paused": false, "template": {"spec": {"containers": [
+                    {"name": "web", "args": ["x"]}, {"name": "side", "image": "git"}]}}}})
+        );
     }
 }

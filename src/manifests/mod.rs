@@ -10,6 +10,9 @@
 //! * [`apply`]: server-side apply as `sigil`, no write when a dry run equals the live object
 //!   (and no dry run when [`fields`] shows from `managedFields` that nothing would change);
 //! * [`prune`]: deleting what left Git, with its guards;
+//! * [`ignore`], [`ssa`]: fields left to other controllers (`spec.ignore[]`) and per-object
+//!   apply policies (`sigil.dev/ssa`, `sigil.dev/force`); [`selector`]: label selectors; [`pointer`]:
+//!   JSON pointers;
 //! * [`health`]: kstatus rules, whether an applied object reached what its spec asks for;
 //! * [`health_expr`]: `spec.healthCheckExprs`, CEL expressions that judge custom kinds instead;
 //! * [`substitute`]: Flux's post-build `${var}` substitution, with the variables [`variables`]
@@ -24,15 +27,19 @@ pub mod discovery;
 pub mod fields;
 pub mod health;
 pub mod health_expr;
+pub mod ignore;
 pub mod object;
 pub mod parse;
 pub mod pipeline;
 pub mod plaintext;
 pub mod plan;
+pub mod pointer;
 pub mod prune;
 pub mod render;
+pub mod selector;
 pub mod sops;
 pub mod source;
+pub mod ssa;
 pub mod substitute;
 pub mod variables;
 pub mod wait;
@@ -52,3 +59,7 @@ pub const SYNC_NAMESPACE_LABEL: &str = "sigil.dev/sync-namespace";
 pub const RECONCILE_ANNOTATION: &str = "sigil.dev/reconcile";
 /// On a Namespace or CRD: `"true"` lets prune delete it; on anything: `"false"` keeps it.
 pub const PRUNE_ANNOTATION: &str = "sigil.dev/prune";
+/// `Merge`, `IfNotPresent` or `Ignore` on a manifest: how it is applied (see [`ssa`]).
+pub const SSA_ANNOTATION: &str = "sigil.dev/ssa";
+/// `enabled` on a manifest: an immutable-field error deletes and recreates the object.
+pub const FORCE_ANNOTATION: &str = "sigil.dev/force";

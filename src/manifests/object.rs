@@ -88,7 +88,8 @@ pub fn describe(entry: &InventoryEntry) -> String {
     }
 }
 
-fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+/// The value of an annotation.
+pub(crate) fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(key))
@@ -125,18 +126,23 @@ pub fn comparable(object: &Value) -> Value {
     out
 }
 
-/// A digest of what a person could have changed: the object without its type, status and
-/// write bookkeeping. The self-heal watch compares it to the one recorded after the last apply.
-pub fn fingerprint(object: &Value) -> [u8; 32] {
+/// A digest of what a person could have changed: the object without its type, status, write
+/// bookkeeping and the `ignored` fields (JSON pointers, see [`super::ignore`]). The self-heal
+/// watch compares it to the one recorded after the last apply.
+pub fn fingerprint(object: &Value, ignored: &[String]) -> [u8; 32] {
     match serde_json::from_value::<DynamicObject>(object.clone()) {
-        Ok(object) => fingerprint_dynamic(&object),
-        Err(_) => Sha256::digest(serde_json::to_vec(object).unwrap_or_default()).into(),
+        Ok(object) => fingerprint_dynamic(&object, ignored),
+        Err(_) => {
+            let mut object = object.clone();
+            super::pointer::remove_all(&mut object, ignored);
+            Sha256::digest(serde_json::to_vec(&object).unwrap_or_default()).into()
+        }
     }
 }
 
 /// [`fingerprint`] of a typed object (watch events arrive typed; both go through the same
 /// serialization, so a response and an event of the same object hash alike).
-pub fn fingerprint_dynamic(object: &DynamicObject) -> [u8; 32] {
+pub fn fingerprint_dynamic(object: &DynamicObject, ignored: &[String]) -> [u8; 32] {
     let mut object = object.clone();
     object.types = None;
     object.metadata.managed_fields = None;
@@ -145,7 +151,12 @@ pub fn fingerprint_dynamic(object: &DynamicObject) -> [u8; 32] {
     if let Some(data) = object.data.as_object_mut() {
         data.remove("status");
     }
-    Sha256::digest(serde_json::to_vec(&object).unwrap_or_default()).into()
+    if ignored.is_empty() {
+        return Sha256::digest(serde_json::to_vec(&object).unwrap_or_default()).into();
+    }
+    let mut value = serde_json::to_value(&object).unwrap_or_default();
+    super::pointer::remove_all(&mut value, ignored);
+    Sha256::digest(serde_json::to_vec(&value).unwrap_or_default()).into()
 }
 
 #[cfg(test)]
@@ -173,14 +184,16 @@ mod tests {
         let a = json!({"metadata": {"name": "x", "resourceVersion": "1", "managedFields": []}, "data": {"k": "v"}, "status": {"a": 1}});
         let b = json!({"metadata": {"name": "x", "resourceVersion": "2"}, "data": {"k": "v"}, "status": {"a": 2}});
         assert_ne!(comparable(&a), comparable(&b));
-        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a, &[]), fingerprint(&b, &[]));
         let c = json!({"metadata": {"name": "x"}, "data": {"k": "edited"}});
-        assert_ne!(fingerprint(&a), fingerprint(&c));
+        assert_ne!(fingerprint(&a, &[]), fingerprint(&c, &[]));
+        let ignored = ["/data/k".to_string()];
+        assert_eq!(fingerprint(&a, &ignored), fingerprint(&c, &ignored));
         let typed: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "x", "resourceVersion": "3", "creationTimestamp": "2025-01-02T03:04:05Z"}, "data": {"k": "v"}}))
             .expect("typed");
         let untyped = json!({"metadata": {"name": "x", "creationTimestamp": "2025-01-02T03:04:05Z"}, "data": {"k": "v"}});
-        assert_eq!(fingerprint_dynamic(&typed), fingerprint(&untyped));
+        assert_eq!(fingerprint_dynamic(&typed, &[]), fingerprint(&untyped, &[]));
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Desired {
     pub entry: InventoryEntry,
     pub object: Value,
     pub stage: Stage,
+    /// JSON pointers of fields left to others (`spec.ignore[]`, see [`super::ignore`]).
+    pub ignored: Vec<String>,
 }
 
 impl Desired {
@@ -346,6 +348,7 @@ pub async fn plan(
             kind: resolved,
             object,
             stage,
+            ignored: Vec::new(),
         });
     }
     if !problems.is_empty() {

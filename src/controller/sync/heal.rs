@@ -5,7 +5,9 @@
 //! Each event is compared with the fingerprint recorded when the object was last applied (or
 //! found unchanged); only a difference (or a deletion, or the label being removed) leads to a
 //! heal, which takes the Sync's lock, re-reads the object and applies it with the same dry-run
-//! comparison as a full run. Objects saying `sigil.dev/reconcile: disabled` are left alone.
+//! comparison as a full run. Objects saying `sigil.dev/reconcile: disabled` are left alone, and
+//! fields `spec.ignore[]` leaves to other controllers are not in the fingerprint: their changes
+//! are not drift.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -206,7 +208,11 @@ impl Healer {
             let Some(tracked) = syncs.get(&sync).and_then(|t| t.objects.get(&key)) else {
                 return;
             };
-            if !deleted && (disabled || tracked.fingerprint == Some(fingerprint_dynamic(object))) {
+            if !deleted
+                && (disabled
+                    || tracked.fingerprint
+                        == Some(fingerprint_dynamic(object, &tracked.desired.ignored)))
+            {
                 return;
             }
         }
@@ -261,7 +267,7 @@ impl Healer {
             }
         };
         if let Some(live) = &live
-            && (recorded == Some(fingerprint(live))
+            && (recorded == Some(fingerprint(live, &desired.ignored))
                 || crate::manifests::object::reconcile_disabled(live))
         {
             return;

@@ -23,7 +23,8 @@ fn sync(spec: serde_json::Value) -> ManifestSync {
     let mut object = json!({
         "apiVersion": "sigil.dev/v1alpha1",
         "kind": "Sync",
-        "metadata": {"name": "site", "namespace": "apps", "uid": "sync-uid", "generation": 1},
+        "metadata": {"name": "site", "namespace": "apps", "uid": "sync-uid", "generation": 1,
+                     "finalizers": [super::deletion::FINALIZER]},
         "spec": {"sourceRef": {"kind": "GitSource", "name": "repo"}, "prune": true},
     });
     json_patch::merge(&mut object, &json!({ "spec": spec }));

@@ -159,9 +159,10 @@ pub(super) fn summary(counts: &Counts, pruned: usize) -> String {
     );
     if counts.skipped > 0 {
         text.push_str(&format!(
-            ", {} skipped ({}: disabled)",
+            ", {} skipped ({}: disabled, or {}: IfNotPresent or Ignore)",
             counts.skipped,
-            crate::manifests::RECONCILE_ANNOTATION
+            crate::manifests::RECONCILE_ANNOTATION,
+            crate::manifests::SSA_ANNOTATION
         ));
     }
     text
@@ -182,7 +183,7 @@ mod tests {
         };
         assert_eq!(
             summary(&counts, 4),
-            "1 created, 2 configured, 3 unchanged, 4 pruned, 1 skipped (sigil.dev/reconcile: disabled)"
+            "1 created, 2 configured, 3 unchanged, 4 pruned, 1 skipped (sigil.dev/reconcile: disabled, or sigil.dev/ssa: IfNotPresent or Ignore)"
         );
     }
 }
