@@ -59,7 +59,8 @@ pub struct ExternalSecretSpec {
     pub secret_store_ref: SecretStoreRef,
     /// How often to read the values again (`1h` by default; `0` reads only when the
     /// ExternalSecret changes or a refresh is requested with the annotation
-    /// `sigil.dev/refresh-requested-at`).
+    /// `sigil.dev/refresh-requested-at`). Not used with a generator: its lease
+    /// decides when credentials are renewed and replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$|^0$"))]
     pub refresh_interval: Option<String>,

@@ -76,6 +76,18 @@ pub struct Failure {
     pub message: String,
 }
 
+impl Failure {
+    /// A failure of the object `desired` (named in the message by its file and line).
+    fn of(desired: &Desired, kind: FailureKind, message: String) -> Self {
+        Failure {
+            entry: desired.entry.clone(),
+            location: format!("{}:{}", desired.file, desired.line),
+            kind,
+            message,
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -301,12 +313,7 @@ fn failure(desired: &Desired, err: ApiError) -> Failure {
         400 | 422 => FailureKind::Invalid,
         _ => FailureKind::Other,
     };
-    Failure {
-        entry: desired.entry.clone(),
-        location: format!("{}:{}", desired.file, desired.line),
-        kind,
-        message: err.message,
-    }
+    Failure::of(desired, kind, err.message)
 }
 
 /// Applies one object; `live` is the live object (`Some(None)`: known to be absent) when already
@@ -362,15 +369,14 @@ pub async fn apply_one(
     if let (Some(owner), Some(other)) = (owner, Owner::of(&live))
         && other != *owner
     {
-        return Err(Failure {
-            entry: desired.entry.clone(),
-            location: format!("{}:{}", desired.file, desired.line),
-            kind: FailureKind::Conflict,
-            message: format!(
+        return Err(Failure::of(
+            desired,
+            FailureKind::Conflict,
+            format!(
                 "already managed by Sync {other} (labels {}); not applied",
                 super::SYNC_NAME_LABEL
             ),
-        });
+        ));
     }
     if reconcile_disabled(&live) || reconcile_disabled(&desired.object) {
         let print = fingerprint(&live, ignored);
@@ -443,16 +449,15 @@ async fn recreate(
         .is_some()
     {
         if Instant::now() > deadline {
-            return Err(Failure {
-                entry: desired.entry.clone(),
-                location: format!("{}:{}", desired.file, desired.line),
-                kind: FailureKind::Other,
-                message: format!(
+            return Err(Failure::of(
+                desired,
+                FailureKind::Other,
+                format!(
                     "deleted to be recreated ({}), but still there after {}s",
                     refused.message,
                     RECREATE_TIMEOUT.as_secs()
                 ),
-            });
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -487,12 +492,11 @@ async fn await_established(
                 break;
             }
             if Instant::now() > deadline {
-                return Err(Failure {
-                    entry: crd.entry.clone(),
-                    location: format!("{}:{}", crd.file, crd.line),
-                    kind: FailureKind::Other,
-                    message: format!("not Established within {}s", timeout.as_secs()),
-                });
+                return Err(Failure::of(
+                    crd,
+                    FailureKind::Other,
+                    format!("not Established within {}s", timeout.as_secs()),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -337,3 +337,52 @@ async fn hundred_create_delete_cycles_leave_no_lease() {
     );
     assert!(took < Duration::from_secs(90), "{took:?}");
 }
+
+#[tokio::test]
+async fn a_lease_left_retiring_by_a_crash_is_revoked_on_the_next_reconcile() {
+    let world = world(60, 600, "").await;
+    world.create("db").await;
+    world.login("db", None, Duration::from_secs(30)).await;
+    let current = world.lease_id("db").await;
+    // As a controller killed between writing the new Secret and revoking the old
+    // lease leaves it: an old lease listed in status.retiringLeases.
+    let old = world
+        .bao
+        .root(
+            "GET",
+            &format!("database/creds/{ROLE}"),
+            serde_json::Value::Null,
+        )
+        .await["lease_id"]
+        .as_str()
+        .expect("lease id")
+        .to_string();
+    let api: Api<ExternalSecret> = Api::namespaced(world.env.client.clone(), NS);
+    let patch = serde_json::json!({"status": {"retiringLeases": [
+        {"generator": "VaultDynamicSecret/pg", "id": old}
+    ]}});
+    api.patch_status(
+        "db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await
+    .expect("patch status");
+    wait_for(
+        "the retiring lease revoked",
+        Duration::from_secs(20),
+        || async {
+            let es = world.env.external_secret(NS, "db").await;
+            let status = es.status?;
+            (status.retiring_leases.is_empty()
+                && postgres::leases(&world.bao, ROLE).await == vec![current.clone()])
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        world.lease_id("db").await,
+        current,
+        "the lease in use is kept"
+    );
+}

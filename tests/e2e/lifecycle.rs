@@ -12,15 +12,13 @@ use serde_json::{Value, json};
 use sigil::api::ManifestSync;
 
 use crate::support::git_repo::GitRepo;
-use crate::support::gitops::{GitOps, condition, ready};
+use crate::support::gitops::{GitOps, condition, fleet_source_yaml, ready};
 
 pub(crate) const NS: &str = "gitops";
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn source_yaml(url: &str) -> String {
-    format!(
-        "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {url}\n  interval: 1s\n"
-    )
+    fleet_source_yaml(url, "1s", "")
 }
 
 pub(crate) fn sync_yaml(name: &str, path: &str, extra: &str) -> String {

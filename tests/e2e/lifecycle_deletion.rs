@@ -1,7 +1,7 @@
 //! Deleting a Sync (`spec.deletionPolicy`): `Delete` removes exactly its objects — an unrelated
 //! object in the same namespace, another Sync's object and one relabelled for another Sync stay
 //! —, `Orphan` removes none, the default `MirrorPrune` follows `spec.prune` and never deletes for
-//! a suspended Sync, and `WaitForTermination` on an object that never goes gives up at
+//! a suspended Sync or one whose last revision failed, and `WaitForTermination` on an object that never goes gives up at
 //! `spec.timeout` with an Event naming it instead of holding the Sync forever.
 
 use std::time::{Duration, Instant};
@@ -184,6 +184,7 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
         ("mirror", "mirror-a"),
         ("kept", "kept-a"),
         ("suspended", "suspended-a"),
+        ("broken", "broken-a"),
     ] {
         repo.write(&format!("{folder}/{name}.yaml"), &configmap_yaml(name));
     }
@@ -206,6 +207,9 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
         .create_sync(NS, &sync_yaml("suspended", "suspended", true, ""))
         .await;
     f.ops
+        .create_sync(NS, &sync_yaml("broken", "broken", true, ""))
+        .await;
+    f.ops
         .create_sync(
             NS,
             &sync_yaml(
@@ -216,15 +220,42 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
             ),
         )
         .await;
-    for name in ["mirror", "kept", "suspended", "stuck"] {
+    for name in ["mirror", "kept", "suspended", "broken", "stuck"] {
         f.wait_ready(name).await;
     }
-    let all = ["mirror-a", "kept-a", "suspended-a", "held"];
+    let all = ["mirror-a", "kept-a", "suspended-a", "broken-a", "held"];
+
+    // A Sync whose last revision failed to apply keeps its objects on removal.
+    repo.write("broken/bad.yaml", "kind: [\n");
+    let bad = format!("main@sha1:{}", repo.commit("bad YAML"));
+    f.ops
+        .wait_sync(NS, "broken", "the bad revision refused", WAIT, |s| {
+            !is_ready(s)
+                && s.status
+                    .as_ref()
+                    .and_then(|st| st.last_attempted_revision.as_deref())
+                    == Some(bad.as_str())
+        })
+        .await;
+    f.delete_sync("broken").await;
+    let events = f.ops.events(NS, "broken").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Orphaned")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("its last revision failed to apply"))),
+        "{events:#?}"
+    );
 
     // MirrorPrune with prune: deleted; without: kept.
     f.delete_sync("mirror").await;
     f.delete_sync("kept").await;
-    assert_eq!(f.present(&all).await, ["kept-a", "suspended-a", "held"]);
+    assert_eq!(
+        f.present(&all).await,
+        ["kept-a", "suspended-a", "broken-a", "held"]
+    );
 
     // A suspended Sync keeps its objects on removal.
     f.syncs
@@ -236,7 +267,10 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
         .await
         .expect("suspend");
     f.delete_sync("suspended").await;
-    assert_eq!(f.present(&all).await, ["kept-a", "suspended-a", "held"]);
+    assert_eq!(
+        f.present(&all).await,
+        ["kept-a", "suspended-a", "broken-a", "held"]
+    );
 
     // WaitForTermination on an object that never goes: the Sync stays until the timeout, then
     // goes with a Warning naming what is left.
@@ -258,7 +292,7 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
     );
     assert_eq!(
         f.present(&all).await,
-        ["kept-a", "suspended-a", "held (terminating)"]
+        ["kept-a", "suspended-a", "broken-a", "held (terminating)"]
     );
     let events = f.ops.events(NS, "stuck").await;
     assert!(

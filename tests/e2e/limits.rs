@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use sigil::api::conditions;
 use sigil::api::sealed_secret::SealedSecret;
 use sigil::api::sync::ManifestSync;
@@ -17,7 +17,7 @@ use sigil::crypto::sealing::{ARMOR_BEGIN, ARMOR_END, MAX_ARMORED_LEN};
 use sigil::secret_size::MAX_SECRET_BYTES;
 
 use crate::support::git_repo::GitRepo;
-use crate::support::gitops::{GitOps, ready};
+use crate::support::gitops::{GitOps, fleet_source_yaml, ready};
 use crate::support::objects::wait_for_recipients;
 
 const NS: &str = "limits";
@@ -205,26 +205,7 @@ async fn webhook_body_over_the_limit_gets_413_and_triggers_nothing() {
     repo.commit("first");
     let ops = GitOps::start().await;
     ops.cluster.namespace(NS).await;
-    let token = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("hook".into()),
-            ..Default::default()
-        },
-        string_data: Some([("token".to_string(), MARKER.to_string())].into()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(ops.client(), NS)
-        .create(&PostParams::default(), &token)
-        .await
-        .expect("webhook Secret");
-    ops.create_source(
-        NS,
-        &format!(
-            "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {}\n  interval: 1h\n  webhookSecretRef:\n    name: hook\n",
-            repo.url()
-        ),
-    )
-    .await;
+    ops.create_webhook_source(NS, &repo.url(), MARKER).await;
     let http = crate::support::http::client();
     let url = format!("http://{}/hooks/{NS}/fleet", ops.http);
     let post = |body: Vec<u8>| {
@@ -397,14 +378,8 @@ impl Fleet {
         let first = repo.commit("first");
         let ops = GitOps::start().await;
         ops.cluster.namespace(NS).await;
-        ops.create_source(
-            NS,
-            &format!(
-                "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {}\n  interval: 1s\n",
-                repo.url()
-            ),
-        )
-        .await;
+        ops.create_source(NS, &fleet_source_yaml(&repo.url(), "1s", ""))
+            .await;
         ops.create_sync(
             NS,
             "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: fleet\nspec:\n  sourceRef:\n    name: fleet\n  path: apps\n  interval: 1s\n  prune: true\n",

@@ -14,7 +14,7 @@ use serde_json::Value;
 use sigil::api::ManifestSync;
 
 use crate::support::git_repo::GitRepo;
-use crate::support::gitops::{GitOps, ready, wait_for};
+use crate::support::gitops::{GitOps, fleet_source_yaml, ready, wait_for};
 use crate::support::tools::tool;
 use crate::sync::request_reconcile;
 
@@ -182,14 +182,8 @@ async fn start(repo: &GitRepo) -> GitOps {
     })
     .await;
     ops.cluster.namespace(NS).await;
-    ops.create_source(
-        NS,
-        &format!(
-            "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {}\n  interval: 1s\n",
-            repo.url()
-        ),
-    )
-    .await;
+    ops.create_source(NS, &fleet_source_yaml(&repo.url(), "1s", ""))
+        .await;
     ops
 }
 

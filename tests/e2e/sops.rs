@@ -20,7 +20,7 @@ use sigil::manifests::sops::{Keys, open_manifests};
 use sigil::manifests::source::SourceFile;
 
 use crate::support::git_repo::GitRepo;
-use crate::support::gitops::{GitOps, ready};
+use crate::support::gitops::{GitOps, fleet_source_yaml, ready};
 use crate::support::tools::tool;
 
 const NS: &str = "gitops";
@@ -321,14 +321,8 @@ async fn a_sync_materializes_a_sops_secret_and_refuses_tampered_revisions() {
     let kubectl = tool("kubectl");
     let ops = GitOps::start_with(move |options| options.render.kustomize = Some(kubectl)).await;
     ops.cluster.namespace(NS).await;
-    ops.create_source(
-        NS,
-        &format!(
-            "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {}\n  interval: 1s\n",
-            repo.url()
-        ),
-    )
-    .await;
+    ops.create_source(NS, &fleet_source_yaml(&repo.url(), "1s", ""))
+        .await;
     ops.create_sync(
         NS,
         "apiVersion: sigil.dev/v1alpha1\nkind: Sync\nmetadata:\n  name: secrets\nspec:\n  sourceRef:\n    name: fleet\n  path: secrets\n  interval: 1h\n  prune: true\n",

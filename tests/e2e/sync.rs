@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::support::git_repo::GitRepo;
-use crate::support::gitops::{GitOps, condition, ready, wait_for};
+use crate::support::gitops::{GitOps, condition, fleet_source_yaml, ready, wait_for};
 
 const NS: &str = "gitops";
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,9 +23,7 @@ fn configmap_yaml(namespace: &str, name: &str, mode: &str) -> String {
 }
 
 fn source_yaml(url: &str, interval: &str) -> String {
-    format!(
-        "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {url}\n  interval: {interval}\n"
-    )
+    fleet_source_yaml(url, interval, "")
 }
 
 fn sync_yaml(name: &str, path: &str, extra: &str) -> String {
@@ -536,26 +534,8 @@ async fn webhooks_trigger_a_fetch_and_bad_calls_are_refused() {
     let first = repo.commit("first");
     let ops = GitOps::start().await;
     ops.cluster.namespace(NS).await;
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("hook".into()),
-            ..Default::default()
-        },
-        string_data: Some([("token".to_string(), "w3bh00k-token".to_string())].into()),
-        ..Default::default()
-    };
-    Api::<Secret>::namespaced(ops.client(), NS)
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("webhook secret");
-    ops.create_source(
-        NS,
-        &format!(
-            "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {}\n  interval: 1h\n  webhookSecretRef:\n    name: hook\n",
-            repo.url()
-        ),
-    )
-    .await;
+    ops.create_webhook_source(NS, &repo.url(), "w3bh00k-token")
+        .await;
     let revision_of = |ops: &GitOps| {
         let ops_client = ops.client();
         async move {

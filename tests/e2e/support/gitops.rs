@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use sigil::api::git_source::GitSource;
 use sigil::api::sync::ManifestSync;
@@ -97,6 +97,33 @@ impl GitOps {
             .expect("create GitSource")
     }
 
+    /// Creates the GitSource `fleet` on `url` (polled hourly) that takes webhooks carrying `token`,
+    /// kept in the Secret `hook`.
+    pub async fn create_webhook_source(
+        &self,
+        namespace: &str,
+        url: &str,
+        token: &str,
+    ) -> GitSource {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("hook".into()),
+                ..Default::default()
+            },
+            string_data: Some([("token".to_string(), token.to_string())].into()),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.client(), namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("webhook Secret");
+        self.create_source(
+            namespace,
+            &fleet_source_yaml(url, "1h", "  webhookSecretRef:\n    name: hook\n"),
+        )
+        .await
+    }
+
     /// Creates a Sync from YAML.
     pub async fn create_sync(&self, namespace: &str, yaml: &str) -> ManifestSync {
         let sync: ManifestSync = sigil::yaml::from_str(yaml).expect("Sync YAML");
@@ -163,6 +190,13 @@ impl GitOps {
 }
 
 /// The Ready condition's (status, reason, message) of a Sync.
+/// The GitSource `fleet` on `url`, polled every `interval`, with `extra` spec lines.
+pub fn fleet_source_yaml(url: &str, interval: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: sigil.dev/v1alpha1\nkind: GitSource\nmetadata:\n  name: fleet\nspec:\n  url: {url}\n  interval: {interval}\n{extra}"
+    )
+}
+
 pub fn ready(sync: &ManifestSync) -> Option<(String, String, String)> {
     condition(sync, "Ready")
 }

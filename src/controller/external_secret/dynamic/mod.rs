@@ -351,6 +351,27 @@ impl State {
             // First credentials, or the Secret no longer holds the lease's.
             return self.issue(es, &source, live.is_none()).await;
         };
+        let mut revoked;
+        let es = if status.retiring_leases.is_empty() {
+            es
+        } else {
+            // Replaced before a restart and not revoked yet.
+            let left = self
+                .retire(es, &source, status.retiring_leases.clone())
+                .await;
+            revoked = es.clone();
+            revoked.status = Some(ExternalSecretStatus {
+                retiring_leases: left,
+                ..status.clone()
+            });
+            if let Some(now) = &revoked.status
+                && let Err(error) =
+                    patch_status(&self.ctx.client, es, &status::clearing_leases(now)).await
+            {
+                tracing::warn!(%error, "cannot write status");
+            }
+            &revoked
+        };
         if !lease::is_scheduled(&current) {
             self.track(es, None);
             return Ok(None);
