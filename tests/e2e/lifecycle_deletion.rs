@@ -43,6 +43,16 @@ impl Fixture {
         out
     }
 
+    /// Asserts the Sync `sync` published an Event `reason` whose message contains `text`.
+    async fn assert_event(&self, sync: &str, reason: &str, text: &str) {
+        let events = self.ops.events(NS, sync).await;
+        assert!(
+            events.iter().any(|e| e.reason.as_deref() == Some(reason)
+                && e.message.as_deref().is_some_and(|m| m.contains(text))),
+            "no {reason} Event with {text:?}: {events:#?}"
+        );
+    }
+
     async fn delete_sync(&self, name: &str) {
         self.syncs
             .delete(name, &DeleteParams::default())
@@ -149,12 +159,8 @@ async fn delete_removes_exactly_the_syncs_objects_and_orphan_none() {
             "del-b", "orphan-a", "orphan-b", "other-a", "other-b", "loose"
         ]
     );
-    let events = f.ops.events(NS, "del").await;
-    assert!(
-        events.iter().any(|e| e.reason.as_deref() == Some("Deleted")
-            && e.message.as_deref() == Some("1 object(s) deleted")),
-        "{events:#?}"
-    );
+    f.assert_event("del", "Deleted", "1 object(s) deleted")
+        .await;
 
     // Orphan: nothing goes, although the Sync prunes.
     f.delete_sync("orphan").await;
@@ -164,16 +170,8 @@ async fn delete_removes_exactly_the_syncs_objects_and_orphan_none() {
             "del-b", "orphan-a", "orphan-b", "other-a", "other-b", "loose"
         ]
     );
-    let events = f.ops.events(NS, "orphan").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Orphaned")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("deletionPolicy is Orphan"))),
-        "{events:#?}"
-    );
+    f.assert_event("orphan", "Orphaned", "deletionPolicy is Orphan")
+        .await;
 }
 
 #[tokio::test]
@@ -238,16 +236,8 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
         })
         .await;
     f.delete_sync("broken").await;
-    let events = f.ops.events(NS, "broken").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Orphaned")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("its last revision failed to apply"))),
-        "{events:#?}"
-    );
+    f.assert_event("broken", "Orphaned", "its last revision failed to apply")
+        .await;
 
     // MirrorPrune with prune: deleted; without: kept.
     f.delete_sync("mirror").await;
@@ -294,16 +284,12 @@ async fn mirror_prune_follows_prune_and_suspend_and_a_stuck_deletion_gives_up_at
         f.present(&all).await,
         ["kept-a", "suspended-a", "broken-a", "held (terminating)"]
     );
-    let events = f.ops.events(NS, "stuck").await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DeletionTimedOut")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("ConfigMap gitops/held (still terminating)"))),
-        "{events:#?}"
-    );
+    f.assert_event(
+        "stuck",
+        "DeletionTimedOut",
+        "ConfigMap gitops/held (still terminating)",
+    )
+    .await;
     // Let the object go, so the namespace can.
     f.configmaps
         .patch(
