@@ -25,6 +25,8 @@ for arg in "$@"; do
 done
 
 scripts/install-tools.sh age git kube moto sops >&2
+# The controller finds kubectl (kustomize) and helm on the PATH, as in a container image.
+export PATH="$CACHE/bin:$PATH"
 
 if [[ -z ${CARGO_TARGET_DIR:-} && ${CI:-} == true ]]; then
     export CARGO_TARGET_DIR="$CACHE/target"
