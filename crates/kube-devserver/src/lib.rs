@@ -15,6 +15,7 @@ mod jsonpath;
 mod names;
 mod object;
 mod openapi;
+mod owner_index;
 pub mod patch;
 mod protobuf;
 mod rbac;
@@ -143,7 +144,7 @@ impl DevServer {
 
         let mut state = state::State::new(opts.event_history, 4096);
         controllers::bootstrap(&mut state);
-        controllers::reconcile(&mut state, &certs.ca_pem);
+        controllers::reconcile(&mut state, &certs.ca_pem, None);
         for crd in &opts.install_crds {
             install_crd(&mut state, crd)?;
         }
@@ -317,6 +318,8 @@ fn install_crd(st: &mut state::State, crd: &CustomResourceDefinition) -> Result<
 /// Runs the in-process controllers after every change until shutdown.
 async fn run_controllers(api: Arc<http::Api>, root_ca: String) {
     let mut rx = api.state.read().await.store.subscribe();
+    // The first pass looks at everything: writes may have come before the subscription.
+    let mut handled = None;
     loop {
         tokio::select! {
             _ = api.shutdown.cancelled() => return,
@@ -326,12 +329,12 @@ async fn run_controllers(api: Arc<http::Api>, root_ca: String) {
                 }
             }
         }
-        // Coalesce a burst of changes into one pass (each pass scans the store).
+        // Coalesce a burst of changes into one pass.
         tokio::time::sleep(Duration::from_millis(10)).await;
         while let Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) =
             rx.try_recv()
         {}
         let mut st = api.state.write().await;
-        controllers::reconcile(&mut st, &root_ca);
+        handled = Some(controllers::reconcile(&mut st, &root_ca, handled));
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::object;
+use super::owner_index::{ObjectKey, OwnerIndex};
 use super::registry::StorageKey;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,7 @@ pub struct Store {
     /// Every change with rv <= compacted may be missing from `history`.
     compacted: u64,
     tx: broadcast::Sender<Arc<Change>>,
+    owners: OwnerIndex,
 }
 
 impl Store {
@@ -60,6 +62,7 @@ impl Store {
             history_cap: history_cap.max(1),
             compacted: 1,
             tx,
+            owners: OwnerIndex::default(),
         }
     }
 
@@ -96,11 +99,20 @@ impl Store {
             .flat_map(|(k, objs)| objs.values().map(move |v| (k, v)))
     }
 
-    /// Every stored object with its resource (for garbage collection sweeps).
-    pub fn all(&self) -> Vec<(StorageKey, Arc<Value>)> {
-        self.objects
-            .iter()
-            .flat_map(|(k, objs)| objs.values().map(move |v| (k.clone(), v.clone())))
+    /// The object with this uid, if one is stored.
+    pub fn by_uid(&self, uid: &str) -> Option<(StorageKey, Arc<Value>)> {
+        let (storage, namespace, name) = self.owners.by_uid(uid)?;
+        let obj = self.get(storage, namespace, name)?;
+        Some((storage.clone(), obj))
+    }
+
+    /// The stored objects naming `uid` in their ownerReferences.
+    pub fn dependents_of(&self, uid: &str) -> Vec<(StorageKey, Arc<Value>)> {
+        self.owners
+            .dependents_of(uid)
+            .filter_map(|(storage, namespace, name)| {
+                Some((storage.clone(), self.get(storage, namespace, name)?))
+            })
             .collect()
     }
 
@@ -115,7 +127,9 @@ impl Store {
                 oldest: self.compacted,
             });
         }
-        Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+        // The history is in resourceVersion order.
+        let first = self.history.partition_point(|c| c.rv <= rv);
+        Ok(self.history.range(first..).cloned().collect())
     }
 
     /// The objects of a resource as they were at `rv`, rebuilt by undoing later changes.
@@ -164,6 +178,8 @@ impl Store {
         let ns = object::namespace(&obj).to_string();
         let name = object::name(&obj).to_string();
         let obj = Arc::new(obj);
+        self.owners
+            .insert(&(storage.clone(), ns.clone(), name.clone()), &obj);
         self.objects
             .entry(storage.clone())
             .or_default()
@@ -192,6 +208,11 @@ impl Store {
             .entry(storage.clone())
             .or_default()
             .insert((ns.clone(), name.clone()), obj.clone());
+        let key: ObjectKey = (storage.clone(), ns.clone(), name.clone());
+        if let Some(old) = &old {
+            self.owners.remove(&key, old);
+        }
+        self.owners.insert(&key, &obj);
         self.record(Change {
             rv,
             kind: EventType::Modified,
@@ -215,6 +236,10 @@ impl Store {
             .objects
             .get_mut(storage)?
             .remove(&(namespace.to_string(), name.to_string()))?;
+        self.owners.remove(
+            &(storage.clone(), namespace.to_string(), name.to_string()),
+            &old,
+        );
         let rv = self.next_rv();
         let mut last = (*old).clone();
         object::meta_mut(&mut last).insert("resourceVersion".into(), rv.to_string().into());
