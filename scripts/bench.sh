@@ -10,7 +10,9 @@
 #   scripts/bench.sh --runs 5 --out /tmp/b.md
 #
 # Environment: SIGIL_TEST_CACHE (tool cache, as for scripts/test.sh), CARGO_TARGET_DIR,
-# SIGIL_BENCH_PROFILE (cargo profile; default bench-release, dev with --smoke).
+# SIGIL_BENCH_PROFILE (cargo profile; default bench-release, dev with --smoke), SIGIL_BENCH_PROFILER
+# (a command prefix for every sigil process, `{out}` naming its output in the log folder), e.g.
+#   SIGIL_BENCH_PROFILER='perf record -F 300 --call-graph dwarf -o {out} --' scripts/bench.sh --only cold --runs 1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -5,6 +5,7 @@ import http.client
 import http.server
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -23,10 +24,23 @@ def stop_all():
         STARTED.pop().stop()
 
 
+def profiled(name, argv, logdir):
+    """`argv` under the profiler of SIGIL_BENCH_PROFILER (`{out}`: a file named after the process in
+    the log folder), e.g. `perf record -F 300 --call-graph dwarf -o {out} --`. Memory figures are
+    then the profiler's, so profile and measure in separate runs."""
+    wrapper = os.environ.get("SIGIL_BENCH_PROFILER")
+    if not wrapper:
+        return argv
+    out = os.path.join(logdir, f"{name}.profile")
+    return [part.replace("{out}", out) for part in shlex.split(wrapper)] + list(argv)
+
+
 class Process:
-    def __init__(self, name, argv, logdir, env=None):
+    def __init__(self, name, argv, logdir, env=None, profile=False):
         self.name = name
         self.log = os.path.join(logdir, f"{name}.log")
+        if profile:
+            argv = profiled(name, argv, logdir)
         with open(self.log, "ab") as log:
             self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                           start_new_session=True)
@@ -38,7 +52,8 @@ class Process:
 
     def stop(self):
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            # The whole group: a profiler wrapping the process and the process itself.
+            os.killpg(self.popen.pid, signal.SIGTERM)
             try:
                 self.popen.wait(15)
             except subprocess.TimeoutExpired:
@@ -89,7 +104,7 @@ class Cluster:
             if os.path.exists(kubeconfig):
                 os.remove(kubeconfig)
             self.dev = Process(name, [tools.sigil, "dev", "--no-controller", "--listen", "127.0.0.1:0",
-                                      "--kubeconfig", kubeconfig], workdir)
+                                      "--kubeconfig", kubeconfig], workdir, profile=True)
             wait_for("sigil dev's kubeconfig", 60, lambda: os.path.exists(kubeconfig) or self._died())
         self.kubeconfig = kubeconfig
         self.kube = Kube(kubeconfig, tools.kubectl, workdir)
@@ -118,7 +133,7 @@ class Controller:
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         self.process = Process(name, [tools.sigil, "controller", "--kubeconfig", cluster.kubeconfig,
                                       "-n", self.NAMESPACE, "--http-listen", f"127.0.0.1:{self.port}",
-                                      *extra], workdir, env)
+                                      *extra], workdir, env, profile=True)
         self.started = time.monotonic()
         wait_for("the controller's /healthz", 60, lambda: http_ok(self.url + "/healthz") or self._died())
 

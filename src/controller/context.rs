@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio_util::sync::CancellationToken;
 
 use super::Options;
+use super::events::Recorders;
 use super::metrics::Metrics;
 
 /// Shared by every controller and the HTTP port.
@@ -15,7 +16,7 @@ pub struct Context {
     pub options: Options,
     pub metrics: Arc<Metrics>,
     /// Publishes Events as `sigil`.
-    pub recorder: Recorder,
+    pub recorder: Recorders,
     /// Cancelled when the process should stop.
     pub shutdown: CancellationToken,
     /// Restarts workloads using a Secret whose data changed (see [`super::reload`]).
@@ -31,7 +32,7 @@ impl Context {
         };
         let reloader = super::reload::Reloader::new(options.reload_debounce);
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorders::new(&client, &reporter),
             client,
             options,
             metrics: Arc::new(Metrics::default()),

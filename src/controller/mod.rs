@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod external_secret;
 pub mod git_source;
 pub mod metrics;
