@@ -72,12 +72,7 @@ impl Touched {
     /// of owners changed or removed.
     fn dependents(&self, st: &State) -> Vec<(StorageKey, Arc<Value>)> {
         let Touched::Changes(changes) = self else {
-            return st
-                .store
-                .iter()
-                .filter(|(_, o)| has_owner_refs(o))
-                .map(|(k, o)| (k.clone(), o.clone()))
-                .collect();
+            return stored_where(st, has_owner_refs);
         };
         let mut keys = BTreeSet::new();
         for change in changes {
@@ -105,12 +100,7 @@ impl Touched {
             is_deleting(o) && (has_finalizer(o, ORPHAN) || has_finalizer(o, FOREGROUND))
         };
         let Touched::Changes(changes) = self else {
-            return st
-                .store
-                .iter()
-                .filter(|(_, o)| finalizing(o))
-                .map(|(k, o)| (k.clone(), o.clone()))
-                .collect();
+            return stored_where(st, finalizing);
         };
         let mut keys = BTreeSet::new();
         for change in changes {
@@ -132,6 +122,15 @@ impl Touched {
         }
         Self::current(st, keys)
     }
+}
+
+/// Every stored object matching `wanted`.
+fn stored_where(st: &State, wanted: impl Fn(&Value) -> bool) -> Vec<(StorageKey, Arc<Value>)> {
+    st.store
+        .iter()
+        .filter(|(_, o)| wanted(o))
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect()
 }
 
 fn key_of(change: &Change) -> ObjectKey {
