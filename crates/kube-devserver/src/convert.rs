@@ -65,11 +65,17 @@ pub fn to_storage(rt: &ResourceType, obj: Value) -> Value {
     }
 }
 
+/// Whether `rt` serves its objects with other field names than they are stored under.
+pub fn renames_fields(rt: &ResourceType) -> bool {
+    matches!(rt.builtin(), Some(Builtin::EventsV1))
+}
+
 /// A stored object as a client of `rt` sees it.
 pub fn from_storage(rt: &ResourceType, obj: &Value) -> Value {
-    let mut out = match rt.builtin() {
-        Some(Builtin::EventsV1) => rename(obj, true),
-        _ => obj.clone(),
+    let mut out = if renames_fields(rt) {
+        rename(obj, true)
+    } else {
+        obj.clone()
     };
     set_type_meta(&mut out, &rt.api_version(), &rt.kind);
     out

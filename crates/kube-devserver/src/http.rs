@@ -532,19 +532,16 @@ async fn resource(
     let include = Include::parse(q.value("includeObject"));
     let ns_opt = rp.namespace.clone();
     match verb {
+        // The lock is released before the answer is shaped and serialized, so writers do not wait on it.
         "get" => {
-            let st = api.state.read().await;
-            let obj = st
-                .store
-                .get(&rt.storage, &ns, &name)
-                .ok_or_else(|| ApiError::not_found(&rt.gr(), &name))?;
+            let stored = api.state.read().await.store.get(&rt.storage, &ns, &name);
+            let obj = stored.ok_or_else(|| ApiError::not_found(&rt.gr(), &name))?;
             let obj = from_storage(&rt, &obj);
             Ok(json_response(200, &shape_one(&rt, output, obj, include)))
         }
         "list" => {
             let lq = ListQuery::from_query(q, &rt)?;
-            let st = api.state.read().await;
-            let page = read::list(&st, &rt, ns_opt.as_deref(), &lq)?;
+            let page = read::list(&*api.state.read().await, &rt, ns_opt.as_deref(), &lq)?;
             Ok(json_response(200, &shape_list(&rt, output, &page, include)))
         }
         "watch" => {

@@ -1,10 +1,12 @@
 //! list: selectors, resourceVersion semantics, and limit/continue paging served
 //! from a consistent snapshot (rebuilt from the change history).
 
+use std::ops::Bound;
+
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::convert::from_storage;
+use super::convert::{self, from_storage};
 use super::object;
 use super::registry::ResourceType;
 use super::request::Query;
@@ -42,6 +44,17 @@ impl Filter {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
+    }
+
+    /// Whether a stored object passes, as the client of `rt` sees it.
+    pub fn matches_stored(&self, rt: &ResourceType, stored: &Value) -> bool {
+        // Only a conversion that renames fields can change what a selector reads.
+        self.is_empty()
+            || if convert::renames_fields(rt) {
+                self.matches(&from_storage(rt, stored))
+            } else {
+                self.matches(stored)
+            }
     }
 
     /// Whether an object (in the client's version) passes.
@@ -209,29 +222,32 @@ pub fn list(
             _ => current,
         }
     };
-    let objects = st.store.snapshot_at(&rt.storage, snapshot_rv).map_err(|c| {
+    let snapshot = st.store.snapshot_at(&rt.storage, snapshot_rv).map_err(|c| {
         if q.continue_token.is_some() {
             ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
         } else {
             ApiError::expired(format!("too old resource version: {snapshot_rv} ({})", c.oldest))
         }
     })?;
-    let mut matching = objects
-        .into_iter()
-        .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
-        .filter(|(key, _)| start_after.as_ref().is_none_or(|after| key > after))
-        .map(|(key, obj)| (key, from_storage(rt, &obj)))
-        .filter(|(_, obj)| q.filter.matches(obj));
+    let namespace_start = namespace.map(|ns| (ns.to_string(), String::new()));
+    let lower = match (&start_after, &namespace_start) {
+        (Some(after), Some(start)) if after < start => Bound::Included(start),
+        (Some(after), _) => Bound::Excluded(after),
+        (None, Some(start)) => Bound::Included(start),
+        (None, None) => Bound::Unbounded,
+    };
+    let mut matching = snapshot
+        .range(lower)
+        .take_while(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
+        .filter(|(_, obj)| q.filter.matches_stored(rt, obj));
     let mut items = Vec::new();
     let mut last_key = None;
     while let Some((key, obj)) = matching.next() {
         if q.limit.is_some_and(|l| items.len() >= l) {
             // One more item exists: the page ends here.
-            let rest = 1 + matching.count();
             let token = last_key
-                .as_ref()
                 .map(|(ns, name): &(String, String)| encode_continue(snapshot_rv, ns, name));
-            let remaining = q.filter.is_empty().then_some(rest);
+            let remaining = q.filter.is_empty().then(|| 1 + matching.count());
             return Ok(ListPage {
                 items,
                 resource_version: snapshot_rv,
@@ -240,7 +256,7 @@ pub fn list(
             });
         }
         last_key = Some(key);
-        items.push(obj);
+        items.push(from_storage(rt, obj));
     }
     Ok(ListPage {
         items,

@@ -3,6 +3,7 @@
 //! for watches and consistent paged lists, and a broadcast channel for watchers.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -39,7 +40,54 @@ pub struct Compacted {
     pub oldest: u64,
 }
 
-type Objects = BTreeMap<(String, String), Arc<Value>>;
+type Key = (String, String);
+type Objects = BTreeMap<Key, Arc<Value>>;
+
+/// A resource's objects at an earlier resourceVersion (see `Store::snapshot_at`).
+pub struct Snapshot<'a> {
+    current: Option<&'a Objects>,
+    /// What differs at the snapshot's resourceVersion: the object then, or `None` if it did not exist.
+    undo: BTreeMap<Key, Option<Arc<Value>>>,
+}
+
+impl Snapshot<'_> {
+    /// The objects in (namespace, name) order, from `lower` on.
+    pub fn range<'s>(
+        &'s self,
+        lower: Bound<&Key>,
+    ) -> impl Iterator<Item = (&'s Key, &'s Arc<Value>)> + 's {
+        let mut current = self
+            .current
+            .map(|objs| objs.range::<Key, _>((lower, Bound::Unbounded)))
+            .into_iter()
+            .flatten()
+            .peekable();
+        let mut undo = self
+            .undo
+            .range::<Key, _>((lower, Bound::Unbounded))
+            .peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let undo_first = match (current.peek(), undo.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((c, _)), Some((u, _))) => u <= c,
+                };
+                if !undo_first {
+                    return current.next();
+                }
+                let (key, then) = undo.next()?;
+                if current.peek().is_some_and(|(c, _)| *c == key) {
+                    current.next();
+                }
+                if let Some(obj) = then {
+                    return Some((key, obj));
+                }
+            }
+        })
+    }
+}
 
 pub struct Store {
     rv: u64,
@@ -132,26 +180,27 @@ impl Store {
         Ok(self.history.range(first..).cloned().collect())
     }
 
-    /// The objects of a resource as they were at `rv`, rebuilt by undoing later changes.
-    pub fn snapshot_at(&self, storage: &StorageKey, rv: u64) -> Result<Objects, Compacted> {
-        let mut objs = self.objects.get(storage).cloned().unwrap_or_default();
-        if rv >= self.rv {
-            return Ok(objs);
-        }
-        let changes = self.changes_since(rv)?;
-        for change in changes.iter().rev().filter(|c| &c.storage == storage) {
-            let key = (change.namespace.clone(), change.name.clone());
-            match (&change.kind, &change.old) {
-                (EventType::Added, _) => {
-                    objs.remove(&key);
+    /// The objects of a resource as they were at `rv`: the current objects with the later
+    /// changes undone, as a view that costs the changes since `rv`, not the objects stored.
+    pub fn snapshot_at(&self, storage: &StorageKey, rv: u64) -> Result<Snapshot<'_>, Compacted> {
+        let mut undo = BTreeMap::new();
+        if rv < self.rv {
+            // Newest first, so the earliest change after `rv` (whose `old` is the state at `rv`) wins.
+            for change in self.changes_since(rv)?.iter().rev() {
+                if &change.storage != storage {
+                    continue;
                 }
-                (_, Some(old)) => {
-                    objs.insert(key, old.clone());
-                }
-                (_, None) => {}
+                let before = match change.kind {
+                    EventType::Added => None,
+                    EventType::Modified | EventType::Deleted => change.old.clone(),
+                };
+                undo.insert((change.namespace.clone(), change.name.clone()), before);
             }
         }
-        Ok(objs)
+        Ok(Snapshot {
+            current: self.objects.get(storage),
+            undo,
+        })
     }
 
     fn next_rv(&mut self) -> u64 {
@@ -279,12 +328,58 @@ mod tests {
         s.create(&key(), cm("b", "1"));
         s.remove(&key(), "default", "a");
         let snap = s.snapshot_at(&key(), rv).expect("in history");
-        assert_eq!(snap.len(), 1);
-        let a = snap
-            .get(&("default".into(), "a".into()))
-            .expect("a existed");
-        assert_eq!(a["data"]["v"], "1");
+        let then: Vec<_> = snap.range(Bound::Unbounded).collect();
+        assert_eq!(then.len(), 1);
+        assert_eq!(then[0].0.1, "a");
+        assert_eq!(then[0].1["data"]["v"], "1");
         assert_eq!(s.list(&key(), Some("default")).len(), 1);
+    }
+
+    #[test]
+    fn snapshots_equal_the_objects_as_they_were() {
+        let mut s = Store::new(1000, 16);
+        let names = ["a", "b", "c", "d", "e"];
+        let mut states = Vec::new();
+        for step in 0..60usize {
+            let name = names[(step * 7 + step / 5) % names.len()];
+            let exists = s.get(&key(), "default", name).is_some();
+            match (exists, step % 3) {
+                (false, _) => {
+                    s.create(&key(), cm(name, &step.to_string()));
+                }
+                (true, 0) => {
+                    s.remove(&key(), "default", name);
+                }
+                (true, _) => {
+                    s.update(&key(), cm(name, &step.to_string()));
+                }
+            }
+            let now: Vec<(String, Value)> = s
+                .list(&key(), None)
+                .iter()
+                .map(|o| (object::name(o).to_string(), o["data"]["v"].clone()))
+                .collect();
+            states.push((s.current_rv(), now));
+        }
+        for (rv, then) in &states {
+            let snap = s.snapshot_at(&key(), *rv).expect("in history");
+            let seen: Vec<(String, Value)> = snap
+                .range(Bound::Unbounded)
+                .map(|(k, o)| (k.1.clone(), o["data"]["v"].clone()))
+                .collect();
+            assert_eq!(&seen, then, "at resourceVersion {rv}");
+            let after = ("default".to_string(), "b".to_string());
+            let rest: Vec<&str> = snap
+                .range(Bound::Excluded(&after))
+                .map(|(k, _)| k.1.as_str())
+                .collect();
+            let want: Vec<&str> = then
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| *n > "b")
+                .collect();
+            assert_eq!(rest, want, "after b at resourceVersion {rv}");
+        }
     }
 
     #[test]

@@ -124,8 +124,8 @@ fn start(st: &State, req: &WatchRequest) -> Result<Start, ApiError> {
         let objects = st.store.list(&req.rt.storage, req.namespace.as_deref());
         out.initial = objects
             .iter()
+            .filter(|o| req.filter.matches_stored(&req.rt, o))
             .map(|o| from_storage(&req.rt, o))
-            .filter(|o| req.filter.matches(o))
             .collect();
     } else if let Some(v) = rv.filter(|v| *v != "0") {
         let from = parse_rv(v)?;
@@ -156,7 +156,7 @@ fn event_for(req: &WatchRequest, change: &Change) -> Option<(&'static str, Value
         change
             .old
             .as_ref()
-            .is_some_and(|o| req.filter.is_empty() || req.filter.matches(&from_storage(&req.rt, o)))
+            .is_some_and(|o| req.filter.matches_stored(&req.rt, o))
     };
     match change.kind {
         EventType::Added => req.filter.matches(&new).then_some(("ADDED", new)),
