@@ -151,6 +151,12 @@ class Kube:
     def list(self, kind, namespace=None, **query):
         return self.request("GET", path(kind, namespace, query=query or None))[1]["items"]
 
+    def count(self, kind, namespace=None):
+        """How many objects there are, from a one-item page and its remainingItemCount: waiting on a
+        count must not cost the server a full list each time."""
+        body = self.request("GET", path(kind, namespace, query={"limit": "1"}))[1]
+        return len(body["items"]) + int(body["metadata"].get("remainingItemCount") or 0)
+
     def create(self, obj):
         kind, meta = obj["kind"], obj["metadata"]
         return self.request("POST", path(kind, meta.get("namespace")), obj)[1]

@@ -27,12 +27,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use secrecy::ExposeSecret;
 
+mod in_sync;
+
+use in_sync::InSync;
+
 use super::backoff::Failures;
 use super::sealing_keys::KeyringHandle;
 use super::status::{StatusError, patch_status, publish};
 use super::{Context, runner};
 use crate::api::conditions::{self, ConditionUpdate, READY};
 use crate::api::sealed_secret::{SealedSecret, SealedSecretStatus};
+use crate::crypto::keyring::Keyring;
 use crate::crypto::manifest;
 use crate::crypto::sealed_data::{self, UnsealedData, is_valid_data_key};
 
@@ -68,6 +73,10 @@ struct Failure {
 struct Synced {
     fingerprint: Option<String>,
     wrote: bool,
+    /// The keyring the values were opened with.
+    keyring: Arc<Keyring>,
+    /// The resourceVersion of the Secret now in sync.
+    secret_version: Option<String>,
 }
 
 struct State {
@@ -75,6 +84,7 @@ struct State {
     keys: KeyringHandle,
     store: Store<SealedSecret>,
     failures: Failures<ObjectRef<SealedSecret>>,
+    in_sync: Arc<InSync>,
 }
 
 /// Past this many failing objects, entries of deleted objects are dropped.
@@ -91,6 +101,8 @@ impl State {
 
     fn succeeded(&self, object: &ObjectRef<SealedSecret>) {
         self.failures.succeeded(object);
+        self.in_sync
+            .prune(|reference| self.store.get(reference).is_some());
     }
 }
 
@@ -102,15 +114,21 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
     }
     let sealed: Api<SealedSecret> = ctx.watched();
     let secrets: Api<PartialObjectMeta<Secret>> = ctx.watched();
+    let in_sync = Arc::new(InSync::default());
+    let written = in_sync.clone();
     // Every Secret event (metadata only) wakes the SealedSecret of the same name:
     // the Secrets it owns (drift, deletion), and also foreign ones that block it
-    // (`SecretExists`) being deleted or annotated `sigil.dev/managed`.
+    // (`SecretExists`) being deleted or annotated `sigil.dev/managed` — but not the
+    // event of the write that brought it in sync.
     let controller = Controller::new(sealed, watcher::Config::default()).watches(
         secrets,
         watcher::Config::default(),
-        |secret| {
+        move |secret| {
             let namespace = secret.namespace()?;
-            Some(ObjectRef::<SealedSecret>::new(&secret.name_any()).within(&namespace))
+            let owner = ObjectRef::<SealedSecret>::new(&secret.name_any()).within(&namespace);
+            written
+                .secret_changed(&owner, secret.resource_version().as_deref())
+                .then_some(owner)
         },
     );
     let store = controller.store();
@@ -129,6 +147,7 @@ pub async fn run(ctx: Arc<Context>, keys: KeyringHandle) {
         keys,
         store,
         failures: Failures::new(BACKOFF_BASE, BACKOFF_CAP),
+        in_sync,
     });
     let controller = controller.reconcile_all_on(keyring_changes);
     runner::run(&ctx, CONTROLLER, controller, reconcile, error_policy, state).await;
@@ -144,10 +163,28 @@ async fn reconcile(object: Arc<SealedSecret>, state: Arc<State>) -> Result<Actio
     if !ctx.owns(object.as_ref()) || object.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let started = Instant::now();
     let reference = ObjectRef::from_obj(object.as_ref());
+    // The event of our own status patch or Secret write: nothing changed since the last check.
+    let generation = object.metadata.generation;
+    if let Some(keyring) = state.keys.current()
+        && state
+            .in_sync
+            .holds(&reference, generation, &keyring, RESYNC / 2)
+    {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let started = Instant::now();
     let outcome = sync(&object, &state).await;
     let result = record(&object, &outcome, ctx).await;
+    match (&outcome, &result) {
+        (Ok(synced), Ok(())) => state.in_sync.record(
+            &reference,
+            generation,
+            &synced.keyring,
+            synced.secret_version.clone(),
+        ),
+        _ => state.in_sync.forget(&reference),
+    }
     let error_reason = match (&outcome, &result) {
         (Err(failure), _) => Some(failure.reason),
         (Ok(_), Err(_)) => Some("StatusFailed"),
@@ -239,6 +276,9 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
     let mut desired = desired_secret(object, &opened);
     // The live data's fingerprint, so that a write replacing it can roll the workloads using it.
     let mut replaced_fingerprint = None;
+    let mut secret_version = live
+        .as_ref()
+        .and_then(|l| l.metadata.resource_version.clone());
     let wrote = match live {
         Some(mut live) => {
             let decision = decide(object, &live, &desired, &opened);
@@ -273,15 +313,17 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
         None => true,
     };
     let applied = if wrote {
-        apply(&api, &name, &desired).await
+        apply(&api, &name, &desired).await.map(Some)
     } else {
-        Ok(())
+        Ok(None)
     };
     manifest::wipe_secret_manifest(&mut desired);
-    applied.map_err(|e| Failure {
+    if let Some(version) = applied.map_err(|e| Failure {
         reason: reason::APPLY_FAILED,
         message: format!("cannot apply Secret {namespace}/{name}: {e}"),
-    })?;
+    })? {
+        secret_version = version;
+    }
     if let Some(before) = replaced_fingerprint {
         let after = ctx
             .reloader
@@ -290,7 +332,12 @@ async fn sync(object: &SealedSecret, state: &State) -> Result<Synced, Failure> {
             ctx.reloader.secret_changed(&namespace, &name, &after);
         }
     }
-    Ok(Synced { fingerprint, wrote })
+    Ok(Synced {
+        fingerprint,
+        wrote,
+        keyring,
+        secret_version,
+    })
 }
 
 /// Deletes the live Secret (only that exact version of it) so it can be created
@@ -315,11 +362,12 @@ async fn recreate_first(api: &Api<Secret>, live: &Secret) -> Result<(), kube::Er
     }
 }
 
+/// Applies the Secret; returns the resourceVersion written.
 async fn apply(
     api: &Api<Secret>,
     name: &str,
     desired: &serde_json::Value,
-) -> Result<(), kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let mut written = api
         .patch(
             name,
@@ -328,7 +376,7 @@ async fn apply(
         )
         .await?;
     manifest::wipe_secret(&mut written);
-    Ok(())
+    Ok(written.metadata.resource_version)
 }
 
 /// The Secret to apply: data, template and the controller ownerReference.
@@ -799,12 +847,37 @@ mod tests {
 
         const SECRET: &str = "/api/v1/namespaces/prod/secrets/db";
         const STATUS: &str = "/apis/sigil.dev/v1alpha1/namespaces/prod/sealedsecrets/db/status";
+        const WRITTEN_VERSION: &str = "5";
+
+        /// What outlives one reconcile: the loaded keyring and the in-sync record.
+        struct Shared {
+            keys: KeyringHandle,
+            in_sync: Arc<InSync>,
+        }
+
+        impl Shared {
+            fn new(fixture: &Fixture) -> Self {
+                let keys = KeyringHandle::default();
+                keys.publish(fixture.keyring.clone());
+                Self {
+                    keys,
+                    in_sync: Arc::default(),
+                }
+            }
+        }
 
         /// Reconciles `object` on a mocked API, with the fixture's sealing key loaded.
         fn start(fixture: &Fixture, object: &SealedSecret) -> Started<Result<Action, StatusError>> {
-            let keys = KeyringHandle::default();
-            keys.publish(fixture.keyring.clone());
+            start_shared(&Shared::new(fixture), object)
+        }
+
+        fn start_shared(
+            shared: &Shared,
+            object: &SealedSecret,
+        ) -> Started<Result<Action, StatusError>> {
             let object = Arc::new(object.clone());
+            let keys = shared.keys.clone();
+            let in_sync = shared.in_sync.clone();
             test_api::spawn(|ctx| {
                 let (store, _) = kube::runtime::reflector::store();
                 let failures = Failures::new(BACKOFF_BASE, BACKOFF_CAP);
@@ -813,6 +886,7 @@ mod tests {
                     keys,
                     store,
                     failures,
+                    in_sync,
                 };
                 reconcile(object, Arc::new(state))
             })
@@ -852,8 +926,8 @@ mod tests {
         }
 
         /// A first reconcile: read, apply, status, event. Returns the status it wrote.
-        async fn first_reconcile(fixture: &Fixture) -> SealedSecretStatus {
-            let (mut api, run) = start(fixture, &fixture.object);
+        async fn first_reconcile(fixture: &Fixture, shared: &Shared) -> SealedSecretStatus {
+            let (mut api, run) = start_shared(shared, &fixture.object);
             api.expect(Method::GET, SECRET).await.not_found();
             let apply = api.expect_apply(SECRET).await;
             assert_eq!(apply.body["apiVersion"], "v1");
@@ -873,7 +947,9 @@ mod tests {
                     "blockOwnerDeletion": true,
                 }])
             );
-            apply.echo();
+            let mut written = apply.body.clone();
+            written["metadata"]["resourceVersion"] = json!(WRITTEN_VERSION);
+            apply.ok(&written);
             let patch = api.expect_merge_patch(STATUS).await;
             let written = ready_condition(&patch, "True", reason::UNSEALED);
             assert_eq!(
@@ -890,13 +966,47 @@ mod tests {
 
         #[tokio::test]
         async fn a_new_sealed_secret_is_applied_owned_and_reported_without_its_value() {
-            first_reconcile(&fixture()).await;
+            let fixture = fixture();
+            first_reconcile(&fixture, &Shared::new(&fixture)).await;
+        }
+
+        #[tokio::test]
+        async fn the_events_of_its_own_writes_cost_no_request() {
+            let mut fixture = fixture();
+            fixture.object.metadata.generation = Some(1);
+            let shared = Shared::new(&fixture);
+            let status = first_reconcile(&fixture, &shared).await;
+            fixture.object.status = Some(status);
+            let reference = ObjectRef::from_obj(&fixture.object);
+            // The status patch and the Secret write come back as events: no request at all.
+            assert!(
+                !shared
+                    .in_sync
+                    .secret_changed(&reference, Some(WRITTEN_VERSION))
+            );
+            let (mut api, run) = start_shared(&shared, &fixture.object);
+            let action = api.finish(run).await.expect("reconciled");
+            assert_eq!(action, Action::requeue(RESYNC));
+            // Someone else changed the Secret: read and compared again.
+            assert!(shared.in_sync.secret_changed(&reference, Some("6")));
+            let (mut api, run) = start_shared(&shared, &fixture.object);
+            let live = serde_json::to_value(applied(&fixture)).expect("JSON");
+            api.expect(Method::GET, SECRET).await.ok(&live);
+            api.finish(run).await.expect("reconciled");
+            // A new generation: read and compared again.
+            fixture.object.metadata.generation = Some(2);
+            let (mut api, run) = start_shared(&shared, &fixture.object);
+            api.expect(Method::GET, SECRET).await.ok(&live);
+            api.expect_merge_patch(STATUS)
+                .await
+                .merged_into(&fixture.object);
+            api.finish(run).await.expect("reconciled");
         }
 
         #[tokio::test]
         async fn a_secret_already_in_sync_costs_one_read_and_no_write() {
             let mut fixture = fixture();
-            let status = first_reconcile(&fixture).await;
+            let status = first_reconcile(&fixture, &Shared::new(&fixture)).await;
             fixture.object.status = Some(status);
             let (mut api, run) = start(&fixture, &fixture.object);
             let live = serde_json::to_value(applied(&fixture)).expect("JSON");

@@ -483,6 +483,7 @@ async fn resource(
         });
     }
     let name = rp.name.clone().unwrap_or_default();
+    tracing::debug!(verb, resource = %rt.resource, subresource = ?rp.subresource, namespace = %ns, name = %name, query = ?q, user = %user.name, "request");
     authorize(
         api,
         user,
