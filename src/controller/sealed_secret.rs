@@ -174,10 +174,12 @@ async fn reconcile(object: Arc<SealedSecret>, state: Arc<State>) -> Result<Actio
         return Ok(Action::requeue(RESYNC));
     }
     let started = Instant::now();
+    let ticket = state.in_sync.ticket();
     let outcome = sync(&object, &state).await;
     let result = record(&object, &outcome, ctx).await;
     match (&outcome, &result) {
         (Ok(synced), Ok(())) => state.in_sync.record(
+            ticket,
             &reference,
             generation,
             &synced.keyring,

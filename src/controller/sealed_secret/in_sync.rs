@@ -21,62 +21,106 @@ struct Entry {
     checked: Instant,
 }
 
+enum Record {
+    InSync(Entry),
+    /// An event showed the Secret at another version (`None`: deleted or unknown); `at` orders it
+    /// against the reconciles running meanwhile.
+    Changed {
+        at: u64,
+        version: Option<String>,
+    },
+}
+
+#[derive(Default)]
+struct Records {
+    by_object: HashMap<ObjectRef<SealedSecret>, Record>,
+    /// Ticks at every reconcile start and every change seen.
+    clock: u64,
+    /// Size after the last prune: entries of deleted objects are dropped once it doubled.
+    pruned_at: usize,
+}
+
 #[derive(Default)]
 pub struct InSync {
-    entries: Mutex<HashMap<ObjectRef<SealedSecret>, Entry>>,
-    /// Size after the last prune: entries of deleted objects are dropped once it doubled.
-    pruned_at: Mutex<usize>,
+    records: Mutex<Records>,
 }
+
+/// When a reconcile started, so that what it saw is not recorded over a change seen since.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
 
 /// Below this many entries nothing is pruned.
 const PRUNE_FLOOR: usize = 1024;
 
 impl InSync {
     /// Each update is one map write, so a poisoned lock still holds a consistent map.
-    fn entries(&self) -> MutexGuard<'_, HashMap<ObjectRef<SealedSecret>, Entry>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn records(&self) -> MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `object` at `generation`, opened with `keyring`, matches its Secret at `secret_version`.
+    /// Taken before a reconcile reads anything.
+    pub fn ticket(&self) -> Ticket {
+        let mut records = self.records();
+        records.clock += 1;
+        Ticket(records.clock)
+    }
+
+    /// `object` at `generation`, opened with `keyring`, matched its Secret at `secret_version`
+    /// when the reconcile of `ticket` looked — unless the Secret was seen at another version since.
     pub fn record(
         &self,
+        ticket: Ticket,
         object: &ObjectRef<SealedSecret>,
         generation: Option<i64>,
         keyring: &Arc<Keyring>,
         secret_version: Option<String>,
     ) {
+        let mut records = self.records();
         let (Some(generation), Some(secret_version)) = (generation, secret_version) else {
-            self.forget(object);
+            records.by_object.remove(object);
             return;
         };
+        if let Some(Record::Changed { at, version }) = records.by_object.get(object)
+            && *at > ticket.0
+            && version.as_deref() != Some(secret_version.as_str())
+        {
+            return;
+        }
         let entry = Entry {
             generation,
             keyring: Arc::downgrade(keyring),
             secret_version,
             checked: Instant::now(),
         };
-        self.entries().insert(object.clone(), entry);
+        records
+            .by_object
+            .insert(object.clone(), Record::InSync(entry));
     }
 
     pub fn forget(&self, object: &ObjectRef<SealedSecret>) {
-        self.entries().remove(object);
+        self.records().by_object.remove(object);
     }
 
     /// Whether `object` needs a reconcile for this event of its Secret: not when the event
-    /// carries the version recorded in sync. Otherwise the record is dropped.
+    /// carries the version recorded in sync.
     pub fn secret_changed(
         &self,
         object: &ObjectRef<SealedSecret>,
         secret_version: Option<&str>,
     ) -> bool {
-        let mut entries = self.entries();
-        let unchanged = entries
-            .get(object)
-            .is_some_and(|e| Some(e.secret_version.as_str()) == secret_version);
-        if !unchanged {
-            entries.remove(object);
+        let mut records = self.records();
+        if let Some(Record::InSync(e)) = records.by_object.get(object)
+            && Some(e.secret_version.as_str()) == secret_version
+        {
+            return false;
         }
-        !unchanged
+        records.clock += 1;
+        let changed = Record::Changed {
+            at: records.clock,
+            version: secret_version.map(str::to_string),
+        };
+        records.by_object.insert(object.clone(), changed);
+        true
     }
 
     /// Whether `object` is known in sync at `generation` with `keyring`, checked within `max_age`.
@@ -87,29 +131,28 @@ impl InSync {
         keyring: &Arc<Keyring>,
         max_age: Duration,
     ) -> bool {
-        self.entries().get(object).is_some_and(|e| {
-            Some(e.generation) == generation
-                && Weak::ptr_eq(&e.keyring, &Arc::downgrade(keyring))
-                && e.checked.elapsed() < max_age
-        })
+        match self.records().by_object.get(object) {
+            Some(Record::InSync(e)) => {
+                Some(e.generation) == generation
+                    && Weak::ptr_eq(&e.keyring, &Arc::downgrade(keyring))
+                    && e.checked.elapsed() < max_age
+            }
+            _ => false,
+        }
     }
 
     /// Drops the entries `keep` rejects once the map doubled since the last prune.
     pub fn prune(&self, keep: impl Fn(&ObjectRef<SealedSecret>) -> bool) {
-        let mut pruned_at = self
-            .pruned_at
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut entries = self.entries();
-        if entries.len() >= PRUNE_FLOOR.max(*pruned_at * 2) {
-            entries.retain(|object, _| keep(object));
-            *pruned_at = entries.len();
+        let mut records = self.records();
+        if records.by_object.len() >= PRUNE_FLOOR.max(records.pruned_at * 2) {
+            records.by_object.retain(|object, _| keep(object));
+            records.pruned_at = records.by_object.len();
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.entries().len()
+        self.records().by_object.len()
     }
 }
 
@@ -135,7 +178,7 @@ mod tests {
         let keys = keyring();
         let a = object("a");
         assert!(!in_sync.holds(&a, Some(1), &keys, HOUR));
-        in_sync.record(&a, Some(1), &keys, Some("10".into()));
+        in_sync.record(in_sync.ticket(), &a, Some(1), &keys, Some("10".into()));
         assert!(in_sync.holds(&a, Some(1), &keys, HOUR));
         assert!(!in_sync.holds(&a, Some(2), &keys, HOUR), "a new generation");
         assert!(!in_sync.holds(&a, None, &keys, HOUR), "no generation");
@@ -158,7 +201,7 @@ mod tests {
         let keys = keyring();
         let a = object("a");
         assert!(in_sync.secret_changed(&a, Some("10")), "nothing recorded");
-        in_sync.record(&a, Some(1), &keys, Some("10".into()));
+        in_sync.record(in_sync.ticket(), &a, Some(1), &keys, Some("10".into()));
         assert!(
             !in_sync.secret_changed(&a, Some("10")),
             "the write recorded"
@@ -170,7 +213,7 @@ mod tests {
         );
         assert!(!in_sync.holds(&a, Some(1), &keys, HOUR));
         assert!(in_sync.secret_changed(&a, Some("11")));
-        in_sync.record(&a, Some(1), &keys, None);
+        in_sync.record(in_sync.ticket(), &a, Some(1), &keys, None);
         assert!(
             !in_sync.holds(&a, Some(1), &keys, HOUR),
             "no version, no record"
@@ -178,11 +221,41 @@ mod tests {
     }
 
     #[test]
+    fn a_change_seen_during_a_reconcile_is_not_recorded_over() {
+        let in_sync = InSync::default();
+        let keys = keyring();
+        let a = object("a");
+        // Someone edits the Secret (version 11) after the reconcile read version 10.
+        let ticket = in_sync.ticket();
+        assert!(in_sync.secret_changed(&a, Some("11")));
+        in_sync.record(ticket, &a, Some(1), &keys, Some("10".into()));
+        assert!(
+            !in_sync.holds(&a, Some(1), &keys, HOUR),
+            "the edit must be reconciled"
+        );
+        // The event of the reconcile's own write may arrive before its answer: still recorded.
+        let ticket = in_sync.ticket();
+        assert!(in_sync.secret_changed(&a, Some("12")));
+        in_sync.record(ticket, &a, Some(1), &keys, Some("12".into()));
+        assert!(in_sync.holds(&a, Some(1), &keys, HOUR));
+        // A change seen before the reconcile started is what it read: recorded.
+        assert!(in_sync.secret_changed(&a, Some("13")));
+        in_sync.record(in_sync.ticket(), &a, Some(1), &keys, Some("13".into()));
+        assert!(in_sync.holds(&a, Some(1), &keys, HOUR));
+    }
+
+    #[test]
     fn prune_drops_deleted_objects_once_the_map_doubled() {
         let in_sync = InSync::default();
         let keys = keyring();
         for i in 0..PRUNE_FLOOR {
-            in_sync.record(&object(&i.to_string()), Some(1), &keys, Some("1".into()));
+            in_sync.record(
+                in_sync.ticket(),
+                &object(&i.to_string()),
+                Some(1),
+                &keys,
+                Some("1".into()),
+            );
         }
         let even = |o: &ObjectRef<SealedSecret>| o.name.parse::<usize>().is_ok_and(|i| i % 2 == 0);
         in_sync.prune(even);
